@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# CoCoOp cross-dataset source training: ImageNet, all classes, 16 shots (methods.md §4.11).
+# Evaluate the weights on other datasets with xd_test.sh.
+# usage: DATA=/path/to/datasets bash scripts/cocoop/xd_train.sh SEED
+# shellcheck source-path=SCRIPTDIR source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+
+require_args "SEED" 1 $#
+SEED=$1
+DATASET=imagenet
+TRAINER=CoCoOp
+CFG=vit_b16_c4_ep10_batch1_ctxv1
+SHOTS=16
+
+require_data
+require_int SEED "${SEED}"
+require_dataset "${DATASET}"
+require_config "${TRAINER}" "${CFG}"
+
+DIR=${OUTPUT_ROOT}/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
+skip_if_finished "${DIR}" && exit 0
+
+run_train \
+    --root "${DATA}" \
+    --seed "${SEED}" \
+    --trainer "${TRAINER}" \
+    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
+    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
+    --output-dir "${DIR}" \
+    DATASET.NUM_SHOTS "${SHOTS}"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reproduce PromptKD's base-to-novel table (paper Table 1): every dataset x seeds 1-3 through
+# base2new_train.sh. Finished runs are skipped, unfinished ones resume, so the script can be re-run after an
+# interruption. Then: python parse_test_res.py output/base2new/train_base
+# usage: DATA=/path/to/datasets bash scripts/promptkd/reproduce_base2new.sh [DATASET ...]
+#        (default: the 11 datasets of Table 1; SEEDS="1 2 3" overrides the seeds)
+# shellcheck source-path=SCRIPTDIR source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+
+DATASETS=(imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101)
+if [[ $# -gt 0 ]]; then
+    DATASETS=("$@")
+fi
+read -r -a SEED_LIST <<<"${SEEDS:-1 2 3}"
+
+require_data
+for dataset in "${DATASETS[@]}"; do
+    require_dataset "${dataset}"
+done
+for seed in "${SEED_LIST[@]}"; do
+    require_int SEED "${seed}"
+done
+
+for dataset in "${DATASETS[@]}"; do
+    for seed in "${SEED_LIST[@]}"; do
+        echo "=== PromptKD base2novel: ${dataset} seed ${seed}"
+        bash "${SCRIPTS_DIR}/promptkd/base2new_train.sh" "${dataset}" "${seed}"
+    done
+done

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# PromptSRC released few-shot weights (WEIGHTS_PATH/<SHOTS>shot/seedSEED, epoch 50) evaluated for seeds 1-3
+# (methods.md §4.11). Finished evaluations are skipped.
+# usage: DATA=/path/to/datasets bash scripts/promptsrc/reproduce_few_shot.sh DATASET SHOTS WEIGHTS_PATH
+# shellcheck source-path=SCRIPTDIR source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+
+require_args "DATASET SHOTS WEIGHTS_PATH" 3 $#
+DATASET=$1
+SHOTS=$2
+WEIGHTSPATH=$(to_abs "$3")
+TRAINER=PromptSRC
+CFG=vit_b16_c2_ep50_batch4_4+4ctx_few_shot
+LOADEP=50
+
+require_data
+require_int SHOTS "${SHOTS}"
+require_dataset "${DATASET}"
+require_config "${TRAINER}" "${CFG}"
+
+for SEED in 1 2 3; do
+    MODEL_DIR=${WEIGHTSPATH}/${SHOTS}shot/seed${SEED}
+    [[ -d "${MODEL_DIR}" ]] || die "no weights in ${MODEL_DIR}; WEIGHTS_PATH must hold <SHOTS>shot/seed<SEED>/"
+    DIR=${OUTPUT_ROOT}/few_shot/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
+    skip_if_finished "${DIR}" && continue
+    run_train \
+        --root "${DATA}" \
+        --seed "${SEED}" \
+        --trainer "${TRAINER}" \
+        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
+        --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
+        --output-dir "${DIR}" \
+        --model-dir "${MODEL_DIR}" \
+        --load-epoch "${LOADEP}" \
+        --eval-only \
+        DATASET.NUM_SHOTS "${SHOTS}"
+done

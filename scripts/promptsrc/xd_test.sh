@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# PromptSRC cross-dataset: evaluate the ImageNet-trained weights of the matching xd train script (epoch 20) on DATASET
+# (all classes, --eval-only; methods.md §4.11).
+# Upstream referenced vit_b16_c2_ep5_batch4_4+4ctx_cross_datasets, which was never shipped; this points at the
+# existing cross-dataset YAML instead (spec §5 #19).
+# usage: DATA=/path/to/datasets bash scripts/promptsrc/xd_test.sh DATASET SEED
+# shellcheck source-path=SCRIPTDIR source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+
+require_args "DATASET SEED" 2 $#
+DATASET=$1
+SEED=$2
+TRAINER=PromptSRC
+CFG=vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets
+SHOTS=16
+LOADEP=20
+
+require_data
+require_int SEED "${SEED}"
+require_dataset "${DATASET}"
+require_config "${TRAINER}" "${CFG}"
+
+MODEL_DIR=${OUTPUT_ROOT}/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
+DIR=${OUTPUT_ROOT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
+skip_if_finished "${DIR}" && exit 0
+[[ -d "${MODEL_DIR}" ]] || die "no ImageNet-trained model in ${MODEL_DIR}; run the xd train script on imagenet first"
+
+run_train \
+    --root "${DATA}" \
+    --seed "${SEED}" \
+    --trainer "${TRAINER}" \
+    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
+    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
+    --output-dir "${DIR}" \
+    --model-dir "${MODEL_DIR}" \
+    --load-epoch "${LOADEP}" \
+    --eval-only
