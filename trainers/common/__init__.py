@@ -1,0 +1,78 @@
+"""Shared prompt-learning pieces: one implementation of each concept for every trainer in ``trainers/``.
+
+Contract (what other trainers may import from ``trainers.common``):
+
+- CLIP weights from the config: ``load_clip_state_dict(cfg, name_or_path=None)`` (registry name or path via
+  ``clip.load_state_dict``, honouring ``MODEL.WEIGHTS_DIR`` / ``MODEL.TRUST_TORCHSCRIPT``),
+  ``build_clip_model(cfg, design=None, name_or_path=None, state_dict=None)``, ``check_input_size(cfg, res)``.
+- Prompt text (§2.4): ``clean_classname``, ``prompt_texts(prefix, classnames)``, ``count_phrase_tokens``,
+  ``phrase_context(clip_model, phrase, n_ctx)`` (validated: N_CTX may not exceed the phrase's tokens),
+  ``random_context(*shape)``, ``init_text_context(clip_model, n_ctx, ctx_init)`` (IVLP/PromptSRC/MaPLe rule).
+- ``VLPromptLearner(classnames, clip_model, n_ctx, ctx_init)``: ``ctx`` parameter, non-persistent token buffers,
+  ``forward() -> [C, L, D]``; ``PromptedCLIP`` (IVLP model) and ``ivlp_design(...)``.
+- Freezing (§3.0): ``freeze_by_name(model, frozen_markers=())``, ``is_prompt_parameter``,
+  ``log_trainable_parameters(model)``.
+- Checkpoints (decision 9): ``install_trained_state_checkpointing(model)`` (``state_dict()`` = trainable params +
+  persistent buffers), ``load_trained_state(model, state_dict, ...)`` (exact key accounting),
+  ``TOKEN_BUFFER_KEYS``, ``trained_state_keys``.
+- Losses: ``kl_logit_loss(student_logits, teacher_logits, temperature)``.
+- ``CLIPPromptTrainer`` (``TrainerX`` base: PREC check, batch parsing, model registration, ``load_model``) and
+  ``resolve_checkpoint_file``; ``trainer_node(cfg)`` returns ``cfg.TRAINER.<NAME>``.
+- Config: ``TRAINER.MODAL`` (``base2novel`` | ``cross``) is registered here.
+"""
+
+from .checkpoint import (
+    TOKEN_BUFFER_KEYS,
+    install_trained_state_checkpointing,
+    load_trained_state,
+    persistent_buffer_names,
+    state_keys,
+    trained_state_keys,
+)
+from .clip_loading import build_clip_model, check_input_size, load_clip_state_dict
+from .config import VALID_MODALS, trainer_node
+from .freezing import TRAINABLE_MARKERS, freeze_by_name, is_prompt_parameter, log_trainable_parameters
+from .losses import kl_logit_loss
+from .prompt_learner import VLPromptLearner
+from .prompt_text import (
+    MAX_PHRASE_INIT_CTX,
+    clean_classname,
+    count_phrase_tokens,
+    init_text_context,
+    phrase_context,
+    prompt_texts,
+    random_context,
+)
+from .prompted_clip import PromptedCLIP, ivlp_design
+from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
+
+__all__ = [
+    "CLIPPromptTrainer",
+    "MAX_PHRASE_INIT_CTX",
+    "PromptedCLIP",
+    "TOKEN_BUFFER_KEYS",
+    "TRAINABLE_MARKERS",
+    "VALID_MODALS",
+    "VLPromptLearner",
+    "build_clip_model",
+    "check_input_size",
+    "clean_classname",
+    "count_phrase_tokens",
+    "freeze_by_name",
+    "init_text_context",
+    "install_trained_state_checkpointing",
+    "is_prompt_parameter",
+    "ivlp_design",
+    "kl_logit_loss",
+    "load_clip_state_dict",
+    "load_trained_state",
+    "log_trainable_parameters",
+    "persistent_buffer_names",
+    "phrase_context",
+    "prompt_texts",
+    "random_context",
+    "resolve_checkpoint_file",
+    "state_keys",
+    "trained_state_keys",
+    "trainer_node",
+]

@@ -1,0 +1,53 @@
+"""The name-based freezing rule of the prompt-learning trainers (methods.md §3.0).
+
+A parameter is trained iff its name contains ``prompt_learner`` or ``VPT`` (so deep prompts ``VPT`` /
+``VPT_shallow`` and PromptKD's projector ``VPT_image_trans`` train), unless it also contains one of the
+``frozen_markers`` (PromptSRC/PromptKD: ``ZS_image_encoder``). Everything else (the CLIP backbone) is frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from torch import nn
+
+__all__ = ["TRAINABLE_MARKERS", "freeze_by_name", "is_prompt_parameter", "log_trainable_parameters"]
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_MARKERS = ("prompt_learner", "VPT")
+
+
+def is_prompt_parameter(name: str, frozen_markers: Iterable[str] = ()) -> bool:
+    """Whether parameter ``name`` is trainable under the upstream rule."""
+    if any(marker in name for marker in frozen_markers):
+        return False
+    return any(marker in name for marker in TRAINABLE_MARKERS)
+
+
+def freeze_by_name(model: nn.Module, frozen_markers: Iterable[str] = ()) -> list[str]:
+    """Set ``requires_grad`` by the rule above; returns the trainable names in module order."""
+    frozen_markers = tuple(frozen_markers)
+    enabled = []
+    for name, param in model.named_parameters():
+        trainable = is_prompt_parameter(name, frozen_markers)
+        param.requires_grad_(trainable)
+        if trainable:
+            enabled.append(name)
+    if not enabled:
+        raise RuntimeError(
+            f"No trainable parameter in {type(model).__name__}: no name contains {TRAINABLE_MARKERS} "
+            "(check the prompt depths / N_CTX settings)."
+        )
+    return enabled
+
+
+def log_trainable_parameters(model: nn.Module) -> int:
+    """Log upstream's "Parameters to be updated" and "Parameters count" lines; return the count."""
+    names = [name for name, param in model.named_parameters() if param.requires_grad]
+    count = sum(param.numel() for param in model.parameters() if param.requires_grad)
+    logger.info("Parameters to be updated: %s", set(names))
+    logger.info("Parameters count: %d", len(names))
+    logger.info("Trainable values: %s", f"{count:,}")
+    return count

@@ -1,0 +1,95 @@
+"""Text prompts from class names, and the initial values of learnable text context (methods.md §2.4).
+
+Every text-prompted method builds ``"<prefix> <class name>."`` per class and learns the embeddings of the
+prefix tokens. This module holds the one implementation of the naming and initialisation rules so that CoOp,
+CoCoOp, IVLP, PromptSRC, MaPLe and PromptKD's teacher cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+import clip
+
+__all__ = [
+    "MAX_PHRASE_INIT_CTX",
+    "clean_classname",
+    "count_phrase_tokens",
+    "init_text_context",
+    "phrase_context",
+    "prompt_texts",
+    "random_context",
+]
+
+logger = logging.getLogger(__name__)
+
+# IVLP / PromptSRC / PromptKD / MaPLe initialise from CTX_INIT only when n_ctx <= 4 (methods.md §2.4).
+MAX_PHRASE_INIT_CTX = 4
+
+
+def clean_classname(name: str) -> str:
+    """Dataset class names use ``_`` for spaces (``sea_lion``); prompts use real words."""
+    return name.replace("_", " ")
+
+
+def prompt_texts(prefix: str, classnames: Sequence[str]) -> list[str]:
+    """``"<prefix> <class name>."`` for every class, in label order."""
+    prefix = prefix.strip()
+    return [f"{prefix} {clean_classname(name)}." if prefix else f"{clean_classname(name)}." for name in classnames]
+
+
+def count_phrase_tokens(phrase: str) -> int:
+    """Number of BPE tokens of ``phrase`` (without SOT/EOT)."""
+    tokens = clip.tokenize(phrase)[0]
+    return int(tokens.argmax().item()) - 1  # EOT has the largest id; SOT sits at position 0
+
+
+def phrase_context(clip_model: nn.Module, phrase: str, n_ctx: int) -> torch.Tensor:
+    """Embeddings ``[n_ctx, D]`` of the first ``n_ctx`` tokens of ``phrase``.
+
+    Upstream silently takes EOT/padding embeddings when ``n_ctx`` exceeds the phrase length (and then cuts the
+    class name); that is refused here.
+    """
+    n_tokens = count_phrase_tokens(phrase)
+    if n_ctx > n_tokens:
+        raise ValueError(
+            f"CTX_INIT {phrase!r} has {n_tokens} tokens but N_CTX is {n_ctx}: the context would start with "
+            "end-of-text/padding embeddings. Use a phrase with at least N_CTX tokens, lower N_CTX, or set "
+            "CTX_INIT '' for a random initialisation."
+        )
+    tokenized = clip.tokenize(phrase).to(clip_model.token_embedding.weight.device)
+    with torch.no_grad():
+        embedding = clip_model.token_embedding(tokenized)
+    return embedding[0, 1 : 1 + n_ctx].detach().clone().float()
+
+
+def random_context(*shape: int, std: float = 0.02) -> torch.Tensor:
+    """Random context vectors N(0, 0.02), upstream's initialisation."""
+    return torch.randn(*shape) * std
+
+
+def init_text_context(clip_model: nn.Module, n_ctx: int, ctx_init: str) -> tuple[torch.Tensor, str]:
+    """Initial ``ctx [n_ctx, D]`` and the prompt prefix for IVLP-style learners (§2.4).
+
+    With a non-empty ``ctx_init`` and ``n_ctx <= 4`` the context starts as the embeddings of the first ``n_ctx``
+    phrase tokens and the prefix is the phrase (remaining phrase tokens stay fixed text); otherwise the context
+    is random and the prefix is ``n_ctx`` placeholder ``X`` tokens.
+    """
+    if n_ctx < 1:
+        raise ValueError(f"N_CTX_TEXT must be >= 1 for a text-prompted model, got {n_ctx}")
+    width = clip_model.token_embedding.weight.shape[1]
+    phrase = clean_classname(ctx_init).strip()
+    if phrase and n_ctx <= MAX_PHRASE_INIT_CTX:
+        return phrase_context(clip_model, phrase, n_ctx), phrase
+    if phrase:
+        logger.info(
+            "CTX_INIT %r ignored because N_CTX_TEXT=%d > %d (upstream rule): random context",
+            phrase,
+            n_ctx,
+            MAX_PHRASE_INIT_CTX,
+        )
+    return random_context(n_ctx, width), " ".join(["X"] * n_ctx)

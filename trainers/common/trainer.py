@@ -1,0 +1,126 @@
+"""``CLIPPromptTrainer``: what IVLP, PromptSRC and PromptKD trainers share (methods.md §3.0).
+
+- ``check_cfg``: ``TRAINER.<NAME>.PREC`` must be one of the engine's precisions (decision 11).
+- ``parse_batch_train`` / ``parse_batch_test``: ``(image, label)`` on the trainer's device.
+- ``register_prompt_model``: freezing already done by the caller; moves the model to the device, makes
+  ``state_dict()`` hold only trained state (decision 9), builds SGD + scheduler over the model's parameters and
+  registers it under ``MODEL_NAME`` (``VLPromptLearner`` for all three, as upstream).
+- ``load_model(directory, epoch=None)``: upstream file names (``model-best.pth.tar`` / ``model.pth.tar-N``)
+  loaded through :func:`load_trained_state` (token buffers dropped, frozen keys ignored by name, everything
+  else must match). Without ``epoch`` and without a best file (our default ``TEST.FINAL_MODEL last_step``
+  writes none) the file named by the ``checkpoint`` pointer is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import os.path as osp
+import re
+
+from torch import nn
+from yacs.config import CfgNode
+
+from dassl.engine import TrainerX
+from dassl.engine.precision import VALID_PRECISIONS
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint
+
+from .checkpoint import TOKEN_BUFFER_KEYS, install_trained_state_checkpointing, load_trained_state
+from .config import trainer_node
+
+__all__ = ["CLIPPromptTrainer", "resolve_checkpoint_file"]
+
+logger = logging.getLogger(__name__)
+
+BEST_FILE = "model-best.pth.tar"
+_EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
+
+
+def resolve_checkpoint_file(folder: str, epoch: int | None = None) -> str:
+    """Path of the checkpoint to load from a model folder (``OUTPUT_DIR/<model name>``).
+
+    ``epoch`` given: ``model.pth.tar-<epoch>``. Otherwise ``model-best.pth.tar`` if present, else the file named
+    in the ``checkpoint`` pointer, else the highest ``model.pth.tar-N``.
+    """
+    if epoch is not None:
+        path = osp.join(folder, f"model.pth.tar-{epoch}")
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'Model not found at "{path}" (--load-epoch {epoch})')
+        return path
+    best = osp.join(folder, BEST_FILE)
+    if osp.isfile(best):
+        return best
+    pointer = osp.join(folder, "checkpoint")
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            name = f.readline().strip()
+        if name and osp.isfile(osp.join(folder, name)):
+            return osp.join(folder, name)
+    epochs = sorted(
+        int(m.group(1)) for m in map(_EPOCH_FILE.match, os.listdir(folder) if osp.isdir(folder) else []) if m
+    )
+    if epochs:
+        return osp.join(folder, f"model.pth.tar-{epochs[-1]}")
+    raise FileNotFoundError(
+        f'Model not found at "{best}": no {BEST_FILE}, no "checkpoint" pointer and no model.pth.tar-N in {folder}'
+    )
+
+
+class CLIPPromptTrainer(TrainerX):
+    """Base of the IVLP-family trainers; subclasses implement ``build_model`` and ``forward_backward``."""
+
+    MODEL_NAME = "VLPromptLearner"
+    # Keys of upstream files that are fixed functions of the class names (dropped before loading).
+    DROP_KEYS: tuple[str, ...] = TOKEN_BUFFER_KEYS
+    # Key prefixes that files may carry but this trainer's model does not have.
+    IGNORE_PREFIXES: tuple[str, ...] = ()
+
+    def check_cfg(self, cfg: CfgNode) -> None:
+        prec = trainer_node(cfg).PREC
+        if str(prec).lower() not in VALID_PRECISIONS:
+            raise ValueError(
+                f"TRAINER.{cfg.TRAINER.NAME.upper()}.PREC is {prec!r}; allowed: {list(VALID_PRECISIONS)} "
+                "(fp16/amp run fp32 math on CPU)."
+            )
+
+    @property
+    def method_cfg(self) -> CfgNode:
+        """``cfg.TRAINER.<NAME>``."""
+        return trainer_node(self.cfg)
+
+    def parse_batch_train(self, batch: dict) -> tuple:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def parse_batch_test(self, batch: dict) -> tuple:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def register_prompt_model(self, model: nn.Module) -> None:
+        """Move to device, restrict checkpoints to trained state, build optimizer/scheduler, register."""
+        model.to(self.device)
+        install_trained_state_checkpointing(model)
+        self.model = model
+        self.optim = build_optimizer(model, self.cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
+        self.register_model(self.MODEL_NAME, model, self.optim, self.sched)
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        if not directory:
+            logger.info("Note that load_model() is skipped as no pretrained model is given")
+            return
+        for name in self.get_model_names():
+            path = resolve_checkpoint_file(osp.join(directory, name), epoch)
+            checkpoint = load_checkpoint(path)
+            state_dict = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
+            logger.info('Loading weights to %s from "%s" (epoch = %s)', name, path, checkpoint.get("epoch", "n/a"))
+            self.prepare_loaded_state(state_dict)
+            load_trained_state(
+                self._models[name],
+                state_dict,
+                drop_keys=self.DROP_KEYS,
+                ignore_prefixes=self.IGNORE_PREFIXES,
+                source=path,
+            )
+
+    def prepare_loaded_state(self, state_dict: dict) -> None:
+        """Hook run before a file is loaded by ``load_model`` (e.g. PromptKD sizes its stored features)."""
