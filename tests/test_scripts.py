@@ -1,0 +1,306 @@
+"""The bash scripts under scripts/ (methods.md §4.11): syntax, argument/DATA checks, and the exact `train.py`
+command lines they produce, recorded by a stub `python` placed first on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "scripts").glob("*/*.sh"))
+# scripts whose arguments are all optional (dataset list)
+OPTIONAL_ARGS = {"reproduce_base2new.sh", "reproduce_xd.sh"}
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.fixture
+def stub_env(tmp_path: Path) -> dict[str, str]:
+    """Environment with DATA set, a `python` stub first on PATH that appends its argv and cwd as one JSON line,
+    and OUTPUT_ROOT inside tmp_path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "python"
+    stub.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "with open(os.environ['STUB_LOG'], 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv[1:], 'cwd': os.getcwd(),"
+        " 'cuda': os.environ.get('CUDA_VISIBLE_DEVICES')}) + '\\n')\n"
+    )
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATA", "OUTPUT_ROOT", "PYTHON", "SEEDS"}}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        DATA=str(data),
+        STUB_LOG=str(tmp_path / "calls.jsonl"),
+        OUTPUT_ROOT=str(tmp_path / "output"),
+    )
+    return env
+
+
+def _run(script: str, *args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / script), *args],
+        env=env,
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _calls(env: dict[str, str]) -> list[dict]:
+    log = Path(env["STUB_LOG"])
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def _opts(argv: list[str]) -> dict[str, str]:
+    """The trailing KEY VALUE opts after the last --flag (and its value, if any)."""
+    flags_with_value = {
+        "--root",
+        "--seed",
+        "--trainer",
+        "--dataset-config-file",
+        "--config-file",
+        "--output-dir",
+        "--model-dir",
+        "--load-epoch",
+    }
+    i = 1  # argv[0] is train.py
+    while i < len(argv) and argv[i].startswith("--"):
+        i += 2 if argv[i] in flags_with_value else 1
+    rest = argv[i:]
+    assert len(rest) % 2 == 0, rest
+    return dict(zip(rest[::2], rest[1::2], strict=True))
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_every_script_parses_with_bash_n() -> None:
+    assert len(SCRIPTS) >= 25
+    for script in [*SCRIPTS, ROOT / "scripts" / "common.sh"]:
+        proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{_rel(script)}: {proc.stderr}"
+
+
+def test_shellcheck_clean() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    proc = subprocess.run(
+        ["shellcheck", "-x", *map(str, SCRIPTS), str(ROOT / "scripts" / "common.sh")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_scripts_reference_existing_configs() -> None:
+    """Every CFG a script names exists under its trainer's config folder (upstream IVLP / PromptSRC-xd did not)."""
+    for script in SCRIPTS:
+        text = script.read_text()
+        cfgs = [c for c in re.findall(r"^CFG=(\S+)$", text, flags=re.M) if not c.startswith("$")]
+        trainer = re.search(r"^TRAINER=(\S+)$", text, flags=re.M)
+        if not cfgs:
+            continue
+        folder = "CoOp" if trainer.group(1) == "ZeroshotCLIP" else trainer.group(1)
+        for cfg in cfgs:
+            path = ROOT / "configs" / "trainers" / folder / f"{cfg}.yaml"
+            assert path.is_file(), f"{_rel(script)} names {path.relative_to(ROOT)}, which does not exist"
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.name not in OPTIONAL_ARGS], ids=_rel)
+def test_wrong_argument_count_prints_usage(script: Path, stub_env: dict[str, str]) -> None:
+    proc = _run(str(script.relative_to(ROOT / "scripts")), env=stub_env)
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr and "argument(s), got 0" in proc.stderr
+    assert _calls(stub_env) == []
+
+
+def test_data_unset_or_missing_is_a_clear_error(stub_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(stub_env)
+    del env["DATA"]
+    proc = _run("coop/main.sh", "caltech101", "rn50", "end", "16", "1", "False", env=env)
+    assert proc.returncode == 2
+    assert "DATA environment variable is not set" in proc.stderr
+    env["DATA"] = str(tmp_path / "nowhere")
+    proc = _run("promptkd/reproduce_xd.sh", env=env)
+    assert proc.returncode == 2
+    assert f"DATA={tmp_path / 'nowhere'} is not a directory" in proc.stderr
+    assert _calls(stub_env) == []
+
+
+def test_bad_argument_values_are_rejected(stub_env: dict[str, str]) -> None:
+    cases = [
+        (("coop/main.sh", "caltech101", "rn50", "left", "16", "1", "False"), "CTP must be one of: end middle front"),
+        (("coop/main.sh", "caltech101", "rn50", "end", "16", "1", "yes"), "CSC must be one of: True False"),
+        (("coop/main.sh", "caltech101", "nope", "end", "16", "1", "False"), "configs/trainers/CoOp/nope.yaml"),
+        (("promptkd/base2new_train.sh", "caltech101", "one"), "SEED must be an integer, got 'one'"),
+        (("promptkd/base2new_train.sh", "caltech_101", "1"), "unknown dataset 'caltech_101'"),
+    ]
+    for args, message in cases:
+        proc = _run(*args, env=stub_env)
+        assert proc.returncode == 2, args
+        assert message in proc.stderr, (args, proc.stderr)
+    assert _calls(stub_env) == []
+
+
+def test_coop_main_runs_three_seeds_with_upstream_flags(stub_env: dict[str, str], tmp_path: Path) -> None:
+    stub_env["CUDA_VISIBLE_DEVICES"] = "3"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = _run("coop/main.sh", "caltech101", "rn50_ep50", "middle", "8", "4", "True", env=stub_env, cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    calls = _calls(stub_env)
+    assert [c["argv"][c["argv"].index("--seed") + 1] for c in calls] == ["1", "2", "3"]
+    out = tmp_path / "output"
+    for seed, call in enumerate(calls, start=1):
+        argv = call["argv"]
+        assert call["cwd"] == str(ROOT) and call["cuda"] == "3"
+        assert argv[:11] == [
+            "train.py",
+            "--root",
+            stub_env["DATA"],
+            "--seed",
+            str(seed),
+            "--trainer",
+            "CoOp",
+            "--dataset-config-file",
+            "configs/datasets/caltech101.yaml",
+            "--config-file",
+            "configs/trainers/CoOp/rn50_ep50.yaml",
+        ]
+        assert (
+            _flag(argv, "--output-dir") == f"{out}/caltech101/CoOp/rn50_ep50_4shots/nctx8_cscTrue_ctpmiddle/seed{seed}"
+        )
+        assert _opts(argv) == {
+            "TRAINER.COOP.N_CTX": "8",
+            "TRAINER.COOP.CSC": "True",
+            "TRAINER.COOP.CLASS_TOKEN_POSITION": "middle",
+            "DATASET.NUM_SHOTS": "4",
+        }
+
+
+def test_default_output_tree_is_upstreams_relative_output(stub_env: dict[str, str]) -> None:
+    del stub_env["OUTPUT_ROOT"]
+    proc = _run("zsclip/zeroshot.sh", "caltech101", "vit_b16", env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = _calls(stub_env)
+    assert call["argv"] == [
+        "train.py",
+        "--root",
+        stub_env["DATA"],
+        "--trainer",
+        "ZeroshotCLIP",
+        "--dataset-config-file",
+        "configs/datasets/caltech101.yaml",
+        "--config-file",
+        "configs/trainers/CoOp/vit_b16.yaml",
+        "--output-dir",
+        "output/ZeroshotCLIP/vit_b16/caltech101",
+        "--eval-only",
+    ]
+    assert call["cuda"] is None  # never forced to a GPU
+
+
+def test_kd_weights_file_has_the_per_dataset_values() -> None:
+    text = (ROOT / "configs" / "kd_weights.yaml").read_text()
+    weights = dict(re.findall(r"^(\w+):\s*([0-9.]+)\s*$", text, flags=re.M))
+    assert {k for k, v in weights.items() if float(v) == 200.0} == {"fgvc_aircraft", "oxford_flowers", "dtd"}
+    assert len(weights) == 11 and all(float(v) in (200.0, 1000.0) and "." in v for v in weights.values())
+
+
+@pytest.mark.parametrize(("dataset", "weight"), [("fgvc_aircraft", "200.0"), ("caltech101", "1000.0")])
+def test_promptkd_base2new_reads_kd_weight_from_data_file(stub_env, tmp_path, dataset, weight) -> None:
+    proc = _run("promptkd/base2new_train.sh", dataset, "0", env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = _calls(stub_env)
+    argv = call["argv"]
+    cfg = "vit_b16_c2_ep20_batch8_4+4ctx"
+    assert _flag(argv, "--config-file") == f"configs/trainers/PromptKD/{cfg}.yaml"
+    assert _flag(argv, "--seed") == "0"
+    assert (
+        _flag(argv, "--output-dir") == f"{tmp_path}/output/base2new/train_base/{dataset}/shots_0/PromptKD/{cfg}/seed_0"
+    )
+    assert _opts(argv) == {
+        "DATASET.NUM_SHOTS": "0",
+        "TRAINER.MODAL": "base2novel",
+        "TRAINER.PROMPTKD.TEMPERATURE": "1.0",
+        "TRAINER.PROMPTKD.KD_WEIGHT": weight,
+    }
+
+
+def test_base2new_test_loads_the_train_folder(stub_env: dict[str, str], tmp_path: Path) -> None:
+    common = "caltech101/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx/seed2"
+    proc = _run("maple/base2new_test_maple.sh", "caltech101", "2", env=stub_env)
+    assert proc.returncode == 2 and "no trained model in" in proc.stderr
+    (tmp_path / "output/base2new/train_base" / common).mkdir(parents=True)
+    proc = _run("maple/base2new_test_maple.sh", "caltech101", "2", env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = _calls(stub_env)
+    argv = call["argv"]
+    assert _flag(argv, "--model-dir") == f"{tmp_path}/output/base2new/train_base/{common}"
+    assert _flag(argv, "--output-dir") == f"{tmp_path}/output/base2new/test_new/{common}"
+    assert _flag(argv, "--load-epoch") == "5" and "--eval-only" in argv
+    assert _opts(argv) == {"DATASET.NUM_SHOTS": "16", "DATASET.SUBSAMPLE_CLASSES": "new"}
+
+
+def test_reproduce_base2new_skips_finished_runs_only(stub_env: dict[str, str], tmp_path: Path) -> None:
+    base = tmp_path / "output/base2new/train_base"
+    cfg = "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx"
+    finished_json = base / f"dtd/shots_0/{cfg}/seed_1"
+    finished_json.mkdir(parents=True)
+    (finished_json / "results.jsonl").write_text(
+        json.dumps({"event": "eval", "phase": "epoch", "metrics": {"accuracy": 1.0}})
+        + "\n"
+        + json.dumps({"event": "summary", "base": 1.0, "novel": 2.0, "hm": 1.3})
+        + "\n"
+    )
+    finished_log = base / f"dtd/shots_0/{cfg}/seed_2"
+    finished_log.mkdir(parents=True)
+    (finished_log / "log.txt").write_text("epoch [1/1] batch [1/1]\nFinish training\n=> result\n* accuracy: 50.0%\n")
+    unfinished = base / f"caltech101/shots_0/{cfg}/seed_1"  # crashed mid-training: resumed, not skipped
+    unfinished.mkdir(parents=True)
+    (unfinished / "log.txt").write_text("epoch [1/20] batch [1/5]\n")
+    (unfinished / "results.jsonl").write_text(json.dumps({"event": "eval", "phase": "epoch"}) + "\n")
+    stub_env["SEEDS"] = "1 2"
+    proc = _run("promptkd/reproduce_base2new.sh", "dtd", "caltech101", env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    runs = [(Path(_flag(c["argv"], "--output-dir")).parts[-5], _flag(c["argv"], "--seed")) for c in _calls(stub_env)]
+    assert runs == [("caltech101", "1"), ("caltech101", "2")]
+    assert proc.stdout.count("Skipping") == 2
+    weights = {_opts(c["argv"])["TRAINER.PROMPTKD.KD_WEIGHT"] for c in _calls(stub_env)}
+    assert weights == {"1000.0"}
+
+
+def test_reproduce_xd_default_loop_and_cross_opts(stub_env: dict[str, str]) -> None:
+    stub_env["SEEDS"] = "1"
+    proc = _run("promptkd/reproduce_xd.sh", env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    calls = _calls(stub_env)
+    datasets = [Path(_flag(c["argv"], "--dataset-config-file")).stem for c in calls]
+    assert len(datasets) == 10 and "imagenet" not in datasets
+    for call, dataset in zip(calls, datasets, strict=True):
+        opts = _opts(call["argv"])
+        assert opts["TRAINER.MODAL"] == "cross" and opts["DATASET.SUBSAMPLE_CLASSES"] == "all"
+        assert opts["TRAINER.PROMPTKD.KD_WEIGHT"] == (
+            "200.0" if dataset in {"dtd", "fgvc_aircraft", "oxford_flowers"} else "1000.0"
+        )
