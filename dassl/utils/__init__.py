@@ -1,0 +1,7 @@
+"""Utilities: filesystem/JSON/seeding helpers, logging tee, meters, registries, checkpoint helpers."""
+
+from .logger import *  # noqa: F403
+from .meters import *  # noqa: F403
+from .registry import *  # noqa: F403
+from .tools import *  # noqa: F403
+from .torchtools import *  # noqa: F403

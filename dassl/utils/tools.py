@@ -1,0 +1,192 @@
+"""Small filesystem, JSON, seeding and environment helpers (spec dassl-api.md section 7.2).
+
+Fixes over upstream (spec section 11, #13): ``write_json`` works for a bare file name and writes atomically;
+``set_random_seed`` accepts seed 0 and has an optional deterministic mode.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import json
+import logging
+import os
+import random
+import tempfile
+import urllib.request
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+
+__all__ = [
+    "mkdir_if_missing",
+    "check_isfile",
+    "read_json",
+    "write_json",
+    "set_random_seed",
+    "download_url",
+    "read_image",
+    "collect_env_info",
+    "listdir_nohidden",
+    "get_most_similar_str_to_a_from_b",
+    "check_availability",
+    "tolist_if_not",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def mkdir_if_missing(dirname: str | os.PathLike) -> None:
+    """Create ``dirname`` (and parents) unless it exists; concurrent creation is not an error."""
+    if not os.path.exists(dirname):
+        try:
+            os.makedirs(dirname)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+
+def check_isfile(fpath: str | os.PathLike) -> bool:
+    """True if ``fpath`` is a file; otherwise warn (upstream text) and return False."""
+    isfile = os.path.isfile(fpath)
+    if not isfile:
+        warnings.warn(f'No file found at "{fpath}"', stacklevel=2)
+    return isfile
+
+
+def read_json(fpath: str | os.PathLike) -> Any:
+    """Load a JSON file."""
+    with open(fpath, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_json(obj: Any, fpath: str | os.PathLike) -> None:
+    """Write ``obj`` as JSON with upstream's layout (indent 4), atomically (temp file + ``os.replace``).
+
+    A bare file name writes into the current directory (upstream called ``makedirs("")`` and failed).
+    """
+    fpath = os.fspath(fpath)
+    dirname = os.path.dirname(fpath)
+    if dirname:
+        mkdir_if_missing(dirname)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=dirname or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=4, separators=(",", ": "))
+        os.replace(tmp, fpath)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def set_random_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python ``random``, NumPy's global RNG, torch CPU and every CUDA device (spec section 8.1).
+
+    Exactly these four generators, in this order and with no extra draws, so runs match upstream's RNG
+    streams. ``seed`` 0 is valid; negative seeds mean "unseeded" and must not reach this function.
+    ``deterministic=True`` (config ``TRAIN.DETERMINISTIC``) also turns cudnn benchmarking off and asks torch
+    for deterministic algorithms (warning, not failing, where an op has none).
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"set_random_seed expects an int seed, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(
+            f"set_random_seed got seed={seed}; a negative SEED means 'do not seed', so skip the call instead"
+        )
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def download_url(url: str, dst: str | os.PathLike) -> None:
+    """Download ``url`` to ``dst`` with a progress bar; the file appears only when complete."""
+    from tqdm import tqdm
+
+    dst = os.fspath(dst)
+    dirname = os.path.dirname(dst)
+    if dirname:
+        mkdir_if_missing(dirname)
+    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dirname or ".")
+    logger.info("Downloading %s to %s", url, dst)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dst)) as bar:
+                while True:
+                    chunk = response.read(1 << 16)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image as RGB; errors name the file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'Image not found at "{path}"; check DATASET.ROOT and the dataset layout')
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except OSError as e:
+        raise OSError(f'Cannot read image "{path}": {e}') from e
+
+
+def collect_env_info() -> str:
+    """torch's environment report plus the Pillow version (upstream layout)."""
+    from torch.utils.collect_env import get_pretty_env_info
+
+    return get_pretty_env_info() + f"\n        Pillow ({PIL.__version__})"
+
+
+def listdir_nohidden(path: str | os.PathLike, sort: bool = False) -> list[str]:
+    """Entries of ``path`` not starting with ``.``; ``os.listdir`` order unless ``sort`` (readers sort)."""
+    items = [f for f in os.listdir(path) if not f.startswith(".")]
+    if sort:
+        items.sort()
+    return items
+
+
+def get_most_similar_str_to_a_from_b(a: str, b: Sequence[str]) -> str:
+    """The string in ``b`` with the highest difflib ratio to ``a`` (ties go to the later candidate)."""
+    if not b:
+        raise ValueError(f"get_most_similar_str_to_a_from_b: no candidates to compare {a!r} with")
+    best, best_score = b[0], -1.0
+    for candidate in b:
+        score = difflib.SequenceMatcher(None, a, candidate).ratio()
+        if score >= best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def check_availability(requested: str, available: Sequence[str]) -> None:
+    """``ValueError`` with a "do you mean" suggestion if ``requested`` is not in ``available``."""
+    if requested not in available:
+        hint = ""
+        if available:
+            hint = f" (do you mean [{get_most_similar_str_to_a_from_b(str(requested), list(available))}]?)"
+        raise ValueError(f"The requested one is expected to belong to {list(available)}, but got [{requested}]{hint}")
+
+
+def tolist_if_not(x: Any) -> list:
+    """Wrap ``x`` in a list unless it already is one."""
+    if not isinstance(x, list):
+        x = [x]
+    return x
