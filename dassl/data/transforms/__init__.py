@@ -1,0 +1,5 @@
+"""Image transforms built from ``cfg.INPUT`` (dassl-api.md §4.4)."""
+
+from .transforms import AVAI_CHOICES, INTERPOLATION_MODES, build_transform, get_interpolation_mode
+
+__all__ = ["AVAI_CHOICES", "INTERPOLATION_MODES", "build_transform", "get_interpolation_mode"]
