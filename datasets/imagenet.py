@@ -1,0 +1,90 @@
+"""ImageNet (datasets.md §8.1): class folders named by wnid, names from ``classnames.txt``, no val split.
+
+Listing 1.28M files is slow, so the listing is cached: upstream's ``preprocessed.pkl`` in the dataset folder if
+present (read safely, paths rebased), else a JSON entry in the cache directory keyed by the dataset folder,
+``classnames.txt`` and the modification times of the class folders (adding or removing an image changes them).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+from dassl.data.datasets import DATASET_REGISTRY, Datum
+
+from .cache import fingerprint, hash_files, load_upstream_pickle, read_cache, rebase_path, write_cache
+from .reader_base import BenchmarkDataset, read_classnames
+from .split_builders import list_visible
+from .split_io import datums_to_items, items_to_datums, parse_split_items
+
+
+@DATASET_REGISTRY.register()
+class ImageNet(BenchmarkDataset):
+    """1,000 classes; ``test`` = the official val images (sorted into wnid folders); few-shot on train only."""
+
+    dataset_dir = "imagenet"
+    image_folder = "images"
+    split_file_name = None
+    raw_files = ("classnames.txt", "images/train", "images/val")
+    layout = """\
+imagenet/
+  classnames.txt                        (<wnid> <class name> per line)
+  images/train/<wnid>/<file>.JPEG ...
+  images/val/<wnid>/<file>.JPEG ...     (val images sorted into the same 1,000 wnid folders)"""
+
+    read_classnames = staticmethod(read_classnames)
+
+    def load_full_split(self, rng: random.Random) -> tuple[list[Datum], None, list[Datum], str]:
+        pickle_path = os.path.join(self.dataset_dir, "preprocessed.pkl")
+        if os.path.isfile(pickle_path):
+            logger_name = f"ImageNet listing {pickle_path}"
+            data = load_upstream_pickle(pickle_path)
+            lists = {}
+            for key in ("train", "test"):
+                if key not in data:
+                    raise ValueError(f"{pickle_path} has no {key!r} list (keys: {sorted(data)})")
+                rebased = [(rebase_path(p, "imagenet", self.dataset_dir), y, c) for p, y, c in data[key]]
+                lists[key] = items_to_datums(rebased, "", logger_name)
+            return lists["train"], None, lists["test"], "pickle:" + hash_files([pickle_path])
+
+        self._require_raw_files()
+        split_dirs = {"train": os.path.join(self.image_dir, "train"), "test": os.path.join(self.image_dir, "val")}
+        folder_state = {
+            key: [(f, os.stat(os.path.join(d, f)).st_mtime_ns) for f in self._class_folders(d)]
+            for key, d in split_dirs.items()
+        }
+        classnames_file = os.path.join(self.dataset_dir, "classnames.txt")
+        key = fingerprint("ImageNet", self.dataset_dir, hash_files([classnames_file]), folder_state)
+        cache_path = os.path.join(self.cache_root, f"listing-{key}.json")
+        cached = read_cache(cache_path)
+        if cached is not None:  # trusted: keyed on the folder state, so files are not stat-ed again
+            split = parse_split_items(cached["split"], cache_path, keys=("train", "test"))
+            source = f"ImageNet listing cache {cache_path}"
+            train, test = (items_to_datums(split[k], self.image_dir, source, check=False) for k in ("train", "test"))
+            return train, None, test, "listing:" + key
+
+        classnames = read_classnames(classnames_file)
+        train, test = (self.read_data(classnames, split_dirs[k]) for k in ("train", "test"))
+        split = {"train": datums_to_items(train, self.image_dir), "test": datums_to_items(test, self.image_dir)}
+        write_cache(cache_path, {"dataset": "ImageNet", "inputs": key, "split": split})
+        return train, None, test, "listing:" + key
+
+    @staticmethod
+    def _class_folders(split_dir: str) -> list[str]:
+        """Sorted sub-directories (symlinks followed, hidden ones included, as upstream)."""
+        return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+
+    def read_data(self, classnames: dict[str, str], split_dir: str) -> list[Datum]:
+        """Label = index of the wnid folder in sorted order; images sorted (project decision 1)."""
+        items = []
+        for label, folder in enumerate(self._class_folders(split_dir)):
+            if folder not in classnames:
+                raise KeyError(
+                    f"{split_dir}/{folder}: wnid {folder!r} is not in {self.dataset_dir}/classnames.txt; the image "
+                    "folders must be exactly the wnids listed there (see DATASETS.md, ImageNet val layout)"
+                )
+            class_dir = os.path.join(split_dir, folder)
+            for name in list_visible(class_dir):
+                impath = os.path.join(class_dir, name)
+                items.append(Datum(impath, label=label, classname=classnames[folder], check=False))
+        return items
