@@ -21,13 +21,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clip.model import heads_for_width
+
 # Entries that OpenAI's TorchScript archives carry in their state_dict() besides the weights.
 TORCHSCRIPT_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
-
-
-def heads_for_width(width: int) -> int:
-    """Head count that `clip.build_model` infers for a transformer of this width (see module docstring)."""
-    return width // 64 if width >= 64 else max(1, width // 16)
 
 
 def _block_shapes(prefix: str, width: int) -> dict[str, tuple[int, ...]]:
