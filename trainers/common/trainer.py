@@ -26,7 +26,12 @@ from dassl.engine.precision import VALID_PRECISIONS
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
 
-from .checkpoint import TOKEN_BUFFER_KEYS, install_trained_state_checkpointing, load_trained_state
+from .checkpoint import (
+    TOKEN_BUFFER_KEYS,
+    install_trained_state_checkpointing,
+    load_trained_state,
+    trained_state_keys,
+)
 from .config import trainer_node
 
 __all__ = ["CLIPPromptTrainer", "resolve_checkpoint_file"]
@@ -73,7 +78,8 @@ class CLIPPromptTrainer(TrainerX):
     MODEL_NAME = "VLPromptLearner"
     # Keys of upstream files that are fixed functions of the class names (dropped before loading).
     DROP_KEYS: tuple[str, ...] = TOKEN_BUFFER_KEYS
-    # Key prefixes that files may carry but this trainer's model does not have.
+    # Key prefixes that ``load_model`` neither requires nor loads (e.g. PromptSRC's GPA accumulator, which only
+    # matters for resuming training) and that files may carry without the model having them.
     IGNORE_PREFIXES: tuple[str, ...] = ()
 
     def check_cfg(self, cfg: CfgNode) -> None:
@@ -114,13 +120,17 @@ class CLIPPromptTrainer(TrainerX):
             state_dict = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
             logger.info('Loading weights to %s from "%s" (epoch = %s)', name, path, checkpoint.get("epoch", "n/a"))
             self.prepare_loaded_state(state_dict)
+            model = self._models[name]
+            expected = {key for key in trained_state_keys(model) if not key.startswith(self.IGNORE_PREFIXES)}
             load_trained_state(
-                self._models[name],
+                model,
                 state_dict,
+                expected_keys=expected,
                 drop_keys=self.DROP_KEYS,
                 ignore_prefixes=self.IGNORE_PREFIXES,
                 source=path,
             )
+            self.loaded_epoch = checkpoint.get("epoch")
 
     def prepare_loaded_state(self, state_dict: dict) -> None:
         """Hook run before a file is loaded by ``load_model`` (e.g. PromptKD sizes its stored features)."""

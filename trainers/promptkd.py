@@ -1,0 +1,514 @@
+"""PromptKD: unsupervised prompt distillation (Li et al., CVPR 2024; methods.md §4).
+
+A frozen teacher (a PromptSRC-prompted CLIP, default ViT-L/14) provides the class text features ``W`` ONCE:
+after its checkpoint is loaded, ``W = normalize(text_encoder(prompts))`` for all C classes is computed under
+``no_grad`` in eval mode, stored in the student as the persistent buffer ``text_features`` (so it is in every
+student checkpoint), and the teacher's text tower is released (decision 6; upstream recomputes it every step,
+§5 #1). During training the teacher's image tower runs under ``torch.inference_mode()`` with autocast on the same
+augmented batch as the student. Evaluation never touches the teacher.
+
+Student: the visual tower of ``MODEL.BACKBONE.NAME`` (default ViT-B/16) with deep visual prompts
+(``TRAINER.PROMPTKD.PROMPT_DEPTH_VISION`` / ``N_CTX_VISION``) and the projector ``VPT_image_trans``
+(``StudentProjector``, upstream key names). Logits ``z = s * normalize(P(f(x))) @ W^T``.
+
+Loss (§4.6; labels are never read): ``KD_WEIGHT * T^2/(B*C) * Σ p_t (log p_t - log p_s)``.
+
+Teacher checkpoint (``TRAINER.PROMPTKD.TEACHER_CKPT``): empty = upstream layout
+(``teacher_model/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar``; cross:
+``teacher_model/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20``), a file, or a folder (``model-best.pth.tar``
+or the latest ``model.pth.tar-N``); ``none`` = zero-shot CLIP teacher with the ``CTX_INIT`` template. The teacher
+design (depths, context lengths) is read from the checkpoint keys (decision 10). Without a teacher checkpoint the
+trainer still builds the student (for ``--eval-only --model-dir``); training then stops with a clear error.
+
+``TRAINER.MODAL base2novel``: trains on all classes' training images; the final evaluation reports the base
+classes (first ``ceil(C/2)``) and the novel classes of the test split plus their harmonic mean (log blocks,
+``results.jsonl`` records with ``classes`` base/new and a ``summary`` record). ``cross``: all classes.
+Model selection defaults to the last epoch (decision 4); upstream's selection on base-class TEST images needs
+``TEST.FINAL_MODEL best_val`` together with ``TRAINER.PROMPTKD.SELECT_ON_TEST True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os.path as osp
+import re
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from yacs.config import CfgNode as CN
+
+import clip
+from dassl.config import register_cfg_defaults
+from dassl.data.data_manager import build_data_loader
+from dassl.data.transforms import build_transform
+from dassl.engine import TRAINER_REGISTRY
+from dassl.engine import distributed as ddp
+from dassl.engine.results_log import RESULTS_FILENAME, append_result_line, build_result_record
+from dassl.evaluation import build_evaluator
+from dassl.utils import load_checkpoint
+from datasets.common import subsample_classes
+
+from .common import (
+    VALID_MODALS,
+    CLIPPromptTrainer,
+    PromptedCLIP,
+    check_input_size,
+    freeze_by_name,
+    ivlp_design,
+    kl_logit_loss,
+    load_clip_state_dict,
+    load_trained_state,
+    log_trainable_parameters,
+    prompt_texts,
+    resolve_checkpoint_file,
+)
+
+__all__ = [
+    "PromptKD",
+    "PromptKDStudent",
+    "StudentProjector",
+    "TEACHER_TEXT_TOWER_RUNS",
+    "infer_teacher_design",
+    "resolve_teacher_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+# Number of teacher text-tower forward passes in this process (tests check: exactly one per training run).
+TEACHER_TEXT_TOWER_RUNS = {"count": 0}
+
+# Keys of teacher files that our teacher does not have: PromptSRC's frozen zero-shot encoder and GPA sums.
+TEACHER_IGNORE_PREFIXES = ("prompt_learner.ZS_image_encoder.", "gpa.")
+_VISION_DEEP = re.compile(r"^image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
+_TEXT_DEEP = re.compile(r"^text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
+ZERO_SHOT_TEACHER = "none"
+
+
+@register_cfg_defaults
+def _add_promptkd_defaults(cfg: CN) -> None:
+    cfg.TRAINER.PROMPTKD = CN()
+    cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTKD.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTKD.CTX_INIT = "a photo of a"
+    cfg.TRAINER.PROMPTKD.PREC = "fp16"
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTKD.PROJECT_LAYER = 2  # accepted for YAML compatibility; only 2 is implemented
+    cfg.TRAINER.PROMPTKD.CE_WEIGHT = 0.0  # accepted for YAML compatibility; labels are never used
+    cfg.TRAINER.PROMPTKD.KD_WEIGHT = 1.0
+    cfg.TRAINER.PROMPTKD.TEMPERATURE = 1.0
+    cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"  # upstream's default has a typo ("ViT/L-14")
+    cfg.TRAINER.PROMPTKD.TEACHER_CLIP = ""  # explicit teacher CLIP weights file (overrides TEACHER_NAME)
+    cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""  # "" = upstream layout; a file or folder; "none" = zero-shot teacher
+    cfg.TRAINER.PROMPTKD.SELECT_ON_TEST = False  # allow best_val selection on test images (upstream behaviour)
+
+
+class StudentProjector(nn.Module):
+    """Upstream's ``Feature_Trans_Module_two_layer``: 1x1 conv -> BN -> ReLU -> 1x1 conv (keys ``conv1.{0,1,3}``).
+
+    Maps student image features ``[B, in_dim]`` into the teacher's embedding space ``[B, out_dim]``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_dim, out_dim, 1),
+            nn.BatchNorm2d(out_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_dim, out_dim, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(x[:, :, None, None]).flatten(1)  # (B, in) -> (B, in, 1, 1) -> (B, out)
+
+
+class PromptKDStudent(nn.Module):
+    """Prompted student visual tower + projector, classifying with the stored teacher text features.
+
+    ``text_features [C, E_t]`` is a persistent buffer. When the teacher dimension is not known at build time
+    (no teacher available, evaluation only), the projector and buffer are created from the loaded checkpoint
+    by :meth:`materialize`.
+    """
+
+    def __init__(self, image_encoder: nn.Module, logit_scale: torch.Tensor, num_classes: int) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.logit_scale = nn.Parameter(logit_scale.detach().clone().float().reshape(()), requires_grad=False)
+        self.num_classes = num_classes
+        self.VPT_image_trans: StudentProjector | None = None
+        self.register_buffer("text_features", None)
+        self.class_slice = slice(None)  # evaluation subset of classes (base2novel)
+
+    @property
+    def materialized(self) -> bool:
+        return self.VPT_image_trans is not None
+
+    def materialize(self, teacher_dim: int, text_features: torch.Tensor | None = None) -> None:
+        """Create the projector ``in_dim -> teacher_dim`` and the text-feature buffer."""
+        device = self.logit_scale.device
+        self.VPT_image_trans = StudentProjector(self.image_encoder.output_dim, teacher_dim).to(device)
+        if text_features is None:
+            text_features = torch.zeros(self.num_classes, teacher_dim)
+        if tuple(text_features.shape) != (self.num_classes, teacher_dim):
+            raise ValueError(
+                f"text features have shape {tuple(text_features.shape)}, expected ({self.num_classes}, {teacher_dim})"
+            )
+        self.text_features = text_features.detach().float().to(device)
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """``normalize(P(f(x)))`` ``[B, E_t]``."""
+        if not self.materialized:
+            raise RuntimeError("The PromptKD student has no projector/text features yet (no teacher, no checkpoint)")
+        return F.normalize(self.VPT_image_trans(self.image_encoder(image)), dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits over the classes in ``class_slice`` (all in training)."""
+        features = self.encode_image(image)
+        classes = self.text_features[self.class_slice]
+        return self.logit_scale.exp() * features @ classes.t().to(features.dtype)
+
+
+def default_teacher_checkpoint(cfg: CN) -> str:
+    """Upstream's teacher location (relative to the working directory, §4.3)."""
+    if cfg.TRAINER.MODAL == "cross":
+        return osp.join("teacher_model", "ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20")
+    return osp.join("teacher_model", cfg.DATASET.NAME, "VLPromptLearner", "model-best.pth.tar")
+
+
+def resolve_teacher_checkpoint(cfg: CN) -> str | None:
+    """Teacher checkpoint path, or None for a zero-shot teacher. Raises FileNotFoundError naming what was tried."""
+    value = str(cfg.TRAINER.PROMPTKD.TEACHER_CKPT).strip()
+    if value.lower() == ZERO_SHOT_TEACHER:
+        return None
+    path = value or default_teacher_checkpoint(cfg)
+    if osp.isfile(path):
+        return path
+    folder = path if osp.isdir(path) else osp.dirname(path)
+    if osp.isdir(osp.join(folder, "VLPromptLearner")):  # an OUTPUT_DIR of a PromptSRC run
+        folder = osp.join(folder, "VLPromptLearner")
+    if osp.isdir(folder):
+        try:
+            return resolve_checkpoint_file(folder)
+        except FileNotFoundError:
+            pass
+    raise FileNotFoundError(
+        f"PromptKD teacher checkpoint not found at {path!r} (TRAINER.PROMPTKD.TEACHER_CKPT={value!r}). Train a "
+        "teacher with PromptSRC (configs/trainers/PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml) or download the "
+        "released ones, then set TRAINER.PROMPTKD.TEACHER_CKPT to the file or its folder; "
+        "use TRAINER.PROMPTKD.TEACHER_CKPT none for a zero-shot CLIP teacher."
+    )
+
+
+def infer_teacher_design(state_dict: Mapping[str, torch.Tensor], source: str = "teacher checkpoint"):
+    """``(PromptDesign, n_ctx_text)`` of a PromptSRC/IVLP checkpoint, from its prompt keys (decision 10).
+
+    Depth = 1 + the highest block index carrying ``VPT_shallow``; a gap below it is reported by the loader as
+    a missing key (never filled with random prompts).
+    """
+    keys = {key[len("module.") :] if key.startswith("module.") else key for key in state_dict}
+    entries = {key[len("module.") :] if key.startswith("module.") else key: v for key, v in state_dict.items()}
+    if "prompt_learner.ctx" not in keys:
+        raise KeyError(
+            f"{source} has no 'prompt_learner.ctx': not a PromptSRC/IVLP teacher. Found keys like "
+            f"{sorted(keys)[:5]}; use TRAINER.PROMPTKD.TEACHER_CKPT none for a zero-shot teacher."
+        )
+    n_ctx_text = int(entries["prompt_learner.ctx"].shape[-2])
+    vision_blocks = [int(m.group(1)) for m in map(_VISION_DEEP.match, keys) if m]
+    text_blocks = [int(m.group(1)) for m in map(_TEXT_DEEP.match, keys) if m]
+    if "image_encoder.VPT" in keys:
+        vision_ctx = int(entries["image_encoder.VPT"].shape[0])
+        vision_depth = 1 + max(vision_blocks, default=0)
+    elif vision_blocks:
+        raise KeyError(f"{source} has deep vision prompts but no 'image_encoder.VPT' (missing prompt key)")
+    else:
+        vision_ctx, vision_depth = 0, 0
+    text_depth = 1 + max(text_blocks, default=0)
+    design = ivlp_design(vision_depth, text_depth, vision_ctx, n_ctx_text)
+    return design, n_ctx_text
+
+
+def _teacher_prompt_keys(teacher: nn.Module) -> list[str]:
+    return [name for name, _ in teacher.named_parameters() if "prompt_learner" in name or "VPT" in name]
+
+
+@TRAINER_REGISTRY.register()
+class PromptKD(CLIPPromptTrainer):
+    """Distil a frozen teacher's class distribution into a prompted student on unlabeled images."""
+
+    def check_cfg(self, cfg: CN) -> None:
+        super().check_cfg(cfg)
+        node = cfg.TRAINER.PROMPTKD
+        if cfg.TRAINER.MODAL not in VALID_MODALS:
+            raise ValueError(f"TRAINER.MODAL is {cfg.TRAINER.MODAL!r}; allowed: {list(VALID_MODALS)}")
+        if node.PROJECT_LAYER != 2:
+            raise ValueError(f"TRAINER.PROMPTKD.PROJECT_LAYER={node.PROJECT_LAYER}: only the 2-layer projector exists")
+        if float(node.CE_WEIGHT) != 0.0:
+            raise ValueError(
+                f"TRAINER.PROMPTKD.CE_WEIGHT={node.CE_WEIGHT}: PromptKD never uses labels (upstream ignores the key); "
+                "set it to 0.0"
+            )
+        if float(node.TEMPERATURE) <= 0:
+            raise ValueError(f"TRAINER.PROMPTKD.TEMPERATURE must be > 0, got {node.TEMPERATURE}")
+        if cfg.TRAINER.MODAL == "base2novel" and cfg.DATASET.SUBSAMPLE_CLASSES != "all":
+            raise ValueError(
+                f"PromptKD base2novel distils on all classes and evaluates base and novel itself; "
+                f"DATASET.SUBSAMPLE_CLASSES must be 'all', got {cfg.DATASET.SUBSAMPLE_CLASSES!r}"
+            )
+        selects_on_test = cfg.TRAINER.MODAL == "base2novel" or cfg.DATASET.get("VAL_SOURCE", "test") == "test"
+        if cfg.TEST.FINAL_MODEL == "best_val" and not cfg.TEST.NO_TEST and selects_on_test and not node.SELECT_ON_TEST:
+            raise ValueError(
+                "TEST.FINAL_MODEL best_val would pick the PromptKD checkpoint by its accuracy on TEST images "
+                "(upstream behaviour, optimistic). Use TEST.FINAL_MODEL last_step (default), or set "
+                "TRAINER.PROMPTKD.SELECT_ON_TEST True to reproduce upstream's selection explicitly."
+            )
+
+    # ------------------------------------------------------------------ data
+    def build_data_loader(self) -> None:
+        """Upstream's base2novel semantics (§4.5): val = base-class test images, test = novel-class test images.
+
+        Both are built from the reader's (all-class) test split with the shared ``subsample_classes``.
+        """
+        super().build_data_loader()
+        self.eval_lab2cname = {"all": self.lab2cname}
+        if self.cfg.TRAINER.MODAL != "base2novel":
+            return
+        dataset = self.dm.dataset
+        tfm = build_transform(self.cfg, is_train=False)
+        loaders = {}
+        for classes in ("base", "new"):
+            _, test = subsample_classes(dataset.train_x, dataset.test, subsample=classes)
+            loaders[classes] = build_data_loader(
+                self.cfg,
+                sampler_type=self.cfg.DATALOADER.TEST.SAMPLER,
+                data_source=test,
+                batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE,
+                tfm=tfm,
+                is_train=False,
+            )
+            self.eval_lab2cname[classes] = {item.label: item.classname for item in test}
+        self.val_loader, self.test_loader = loaders["base"], loaders["new"]
+        self.num_base_classes = len(self.eval_lab2cname["base"])
+
+    def parse_batch_train(self, batch: dict) -> torch.Tensor:
+        return batch["img"].to(self.device)  # labels are never used
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> None:
+        cfg, node = self.cfg, self.cfg.TRAINER.PROMPTKD
+        classnames = self.dm.dataset.classnames
+        student_sd = load_clip_state_dict(cfg)
+        design = ivlp_design(node.PROMPT_DEPTH_VISION, 0, node.N_CTX_VISION, 0)
+        visual = clip.build_visual(student_sd, design)
+        check_input_size(cfg, visual.input_resolution, "student image encoder")
+        student = PromptKDStudent(visual, student_sd["logit_scale"], len(classnames))
+        del student_sd
+        student.to(self.device)
+
+        self.teacher_image_encoder = None
+        self.teacher_logit_scale = None
+        self.teacher_missing: str | None = None
+        try:
+            teacher_ckpt = resolve_teacher_checkpoint(cfg)
+        except FileNotFoundError as error:
+            self.teacher_missing = str(error)
+            logger.warning(
+                "No PromptKD teacher: %s -- building the student only (evaluation with a student checkpoint works; "
+                "training will stop).",
+                error,
+            )
+        else:
+            text_features, teacher_dim = self._build_teacher(teacher_ckpt, classnames)
+            student.materialize(teacher_dim, text_features)
+            logger.info("Student projector: %d -> %d", visual.output_dim, teacher_dim)
+
+        freeze_by_name(student)
+        log_trainable_parameters(student)
+        self.register_prompt_model(student)
+
+    def _build_teacher(self, checkpoint_path: str | None, classnames: Sequence[str]) -> tuple[torch.Tensor, int]:
+        """Load the teacher, compute ``W`` once, keep only its image tower; returns ``(W, E_t)``."""
+        cfg, node = self.cfg, self.cfg.TRAINER.PROMPTKD
+        teacher_sd = load_clip_state_dict(cfg, node.TEACHER_CLIP or node.TEACHER_NAME)
+        if checkpoint_path is None:
+            logger.info(
+                "Teacher: zero-shot CLIP %s with template %r", node.TEACHER_CLIP or node.TEACHER_NAME, node.CTX_INIT
+            )
+            teacher_clip = clip.build_model(teacher_sd)
+            teacher = _ZeroShotTeacher(teacher_clip, classnames, node.CTX_INIT)
+        else:
+            checkpoint = load_checkpoint(checkpoint_path)
+            state_dict = checkpoint.get("state_dict", checkpoint)
+            design, n_ctx_text = infer_teacher_design(state_dict, checkpoint_path)
+            logger.info(
+                "Teacher: %s from %s (design read from the checkpoint: vision depth %d x %d tokens, text depth %d x "
+                "%d tokens)",
+                node.TEACHER_CLIP or node.TEACHER_NAME,
+                checkpoint_path,
+                design.vision_depth,
+                design.vision_ctx,
+                design.text_depth,
+                n_ctx_text,
+            )
+            teacher = PromptedCLIP(clip.build_model(teacher_sd, design), classnames, n_ctx_text, node.CTX_INIT)
+            load_trained_state(
+                teacher,
+                state_dict,
+                expected_keys=_teacher_prompt_keys(teacher),
+                ignore_prefixes=TEACHER_IGNORE_PREFIXES,
+                source=f"teacher checkpoint {checkpoint_path}",
+            )
+        del teacher_sd
+        check_input_size(cfg, teacher.image_encoder.input_resolution, "teacher image encoder")
+        teacher.requires_grad_(False)
+        teacher.to(self.device).eval()
+        counter = teacher.text_encoder.register_forward_hook(_count_text_tower_run)
+        with torch.no_grad(), self.autocast():
+            text_features = teacher.encode_text().float()  # (C, E_t), normalised
+        counter.remove()
+        logger.info("Teacher text features computed once for %d classes (stored in the student)", len(classnames))
+        self.teacher_image_encoder = teacher.image_encoder
+        self.teacher_logit_scale = teacher.logit_scale.detach().exp().item()
+        del teacher  # releases the teacher's text tower and prompt learner
+        return text_features, int(text_features.shape[1])
+
+    def prepare_loaded_state(self, state_dict: dict) -> None:
+        """Evaluation without a teacher: size the projector and feature buffer from the student checkpoint."""
+        student = self.prompt_model
+        if student.materialized:
+            return
+        features = state_dict.get("text_features", state_dict.get("module.text_features"))
+        if features is None:
+            raise KeyError("Student checkpoint has no 'text_features' (stored teacher text features)")
+        student.materialize(int(features.shape[1]))
+        student.VPT_image_trans.requires_grad_(True)
+
+    @property
+    def prompt_model(self) -> PromptKDStudent:
+        return self._models[self.MODEL_NAME]
+
+    # ------------------------------------------------------------------ training
+    def before_train(self) -> None:
+        if self.teacher_image_encoder is None:
+            raise FileNotFoundError(f"PromptKD training needs a teacher. {self.teacher_missing}")
+        if self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST:
+            data = "base-class TEST" if self.cfg.TRAINER.MODAL == "base2novel" else "val"
+            logger.warning(
+                "Model selection on %s images (TRAINER.PROMPTKD.SELECT_ON_TEST True, upstream behaviour): the "
+                "reported accuracy is optimistic",
+                data,
+            )
+        else:
+            logger.info("Model selection: last epoch (no evaluation data is used to pick the checkpoint)")
+        super().before_train()
+
+    def teacher_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Teacher logits ``s_t * normalize(g(x)) @ W^T`` in fp32, outside the autograd graph."""
+        with torch.inference_mode(), self.autocast():
+            features = F.normalize(self.teacher_image_encoder(image), dim=-1)
+            logits = self.teacher_logit_scale * features @ self.prompt_model.text_features.t().to(features.dtype)
+        return logits.float().clone()  # a normal tensor again (inference tensors cannot enter autograd)
+
+    def forward_backward(self, image: torch.Tensor | dict) -> dict:
+        image = self.parse_batch_train(image)
+        node = self.cfg.TRAINER.PROMPTKD
+        teacher_logits = self.teacher_logits(image)
+        with self.autocast():
+            student_logits = self.model(image)
+        loss = float(node.KD_WEIGHT) * kl_logit_loss(student_logits, teacher_logits, float(node.TEMPERATURE))
+        self.model_backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return {"loss": loss.item()}
+
+    # ------------------------------------------------------------------ evaluation
+    @contextlib.contextmanager
+    def _evaluate_classes(self, classes: str) -> Iterator[None]:
+        """Point the student, the evaluator and the results record at one class subset."""
+        student = self.prompt_model
+        m = getattr(self, "num_base_classes", None)
+        saved = (student.class_slice, self.evaluator, getattr(self, "_classes", None))
+        student.class_slice = {"all": slice(None), "base": slice(0, m), "new": slice(m, None)}[classes]
+        self.evaluator = build_evaluator(self.cfg, lab2cname=self.eval_lab2cname[classes])
+        self._classes = classes
+        try:
+            yield
+        finally:
+            student.class_slice, self.evaluator, self._classes = saved
+
+    def record_results(self, split: str, results: dict, classes: str | None = None, phase: str | None = None) -> None:
+        super().record_results(split, results, classes=classes or getattr(self, "_classes", None), phase=phase)
+
+    def test(self, split: str | None = None):
+        if self.cfg.TRAINER.MODAL != "base2novel":
+            return super().test(split)
+        split = split or self.cfg.TEST.SPLIT
+        if split == "train":
+            raise ValueError("PromptKD base2novel evaluates the base/novel test images; split 'train' has no classes")
+        if split == "val":  # per-epoch selection data (base-class test images, upstream)
+            with self._evaluate_classes("base"):
+                return super().test("val")
+        accuracy = {}
+        novel_loader = self.test_loader
+        for classes, loader in (("base", self.val_loader), ("new", novel_loader)):
+            logger.info("PromptKD base2novel: %s classes", classes)
+            self.test_loader = loader
+            try:
+                with self._evaluate_classes(classes):
+                    accuracy[classes] = super().test("test")
+            finally:
+                self.test_loader = novel_loader
+        base, novel = accuracy["base"], accuracy["new"]
+        hm = 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
+        print("=> base-to-novel result")
+        print(f"* base_accuracy: {base:.1f}%")
+        print(f"* novel_accuracy: {novel:.1f}%")
+        print(f"* HM: {hm:.1f}%")
+        self._record_summary(base, novel, hm)
+        return novel
+
+    def _record_summary(self, base: float, novel: float, hm: float) -> None:
+        if not ddp.is_main_process():
+            return
+        phase = self._eval_phase
+        record = build_result_record(
+            self.cfg,
+            split="test",
+            classes="all",
+            phase=phase,
+            epoch=self._result_epoch(phase),
+            metrics={},
+            event="summary",
+        )
+        del record["metrics"]
+        record.update(base=float(base), novel=float(novel), hm=float(hm))
+        append_result_line(osp.join(self.output_dir, RESULTS_FILENAME), record)
+
+
+class _ZeroShotTeacher(nn.Module):
+    """Plain CLIP teacher: text features of ``"<CTX_INIT> <class>."`` (upstream issue #48: a config choice)."""
+
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], template_prefix: str) -> None:
+        super().__init__()
+        self.image_encoder = clip_model.visual
+        self.text_encoder = _PlainTextTower(clip_model)
+        self.logit_scale = clip_model.logit_scale
+        self.register_buffer("tokenized", clip.tokenize(prompt_texts(template_prefix, classnames)), persistent=False)
+
+    def encode_text(self) -> torch.Tensor:
+        return F.normalize(self.text_encoder(self.tokenized), dim=-1)
+
+
+class _PlainTextTower(nn.Module):
+    def __init__(self, clip_model: nn.Module) -> None:
+        super().__init__()
+        self.clip_model = clip_model
+
+    def forward(self, tokenized: torch.Tensor) -> torch.Tensor:
+        return self.clip_model.encode_text(tokenized)
+
+
+def _count_text_tower_run(module: nn.Module, inputs, output) -> None:
+    TEACHER_TEXT_TOWER_RUNS["count"] += 1
