@@ -42,6 +42,7 @@ __all__ = [
     "make_imagenet_sketch",
     "make_imagenet_a",
     "make_imagenet_r",
+    "make_dataset_cfg",
 ]
 
 # (wnid, CLIP class name): real ImageNet entries first (incl. multi-word names), then synthetic ones.
@@ -75,13 +76,15 @@ class DatasetFixture:
     """What a builder wrote: the dataset folder, class names in label order and the split it wrote (if any).
 
     ``split`` maps "train"/"val"/"test" to lists of ``(path relative to the dataset folder, label, classname)``
-    and is filled only when a split file was written.
+    and is filled only when a split file was written. ``raw`` holds the official lists an annotation-based
+    reader parses (e.g. "trainval"/"test"), in file order, in the same item format.
     """
 
     root: Path
     dataset_dir: Path
     classnames: list[str]
     split: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
+    raw: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -385,7 +388,7 @@ def make_oxford_pets(
         (ds / "annotations").mkdir(parents=True, exist_ok=True)
         (ds / "annotations" / "trainval.txt").write_text("\n".join(tv_lines) + "\n", encoding="utf-8")
         (ds / "annotations" / "test.txt").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
-    fixture = DatasetFixture(root, ds, classnames)
+    fixture = DatasetFixture(root, ds, classnames, raw={"trainval": trainval, "test": test})
     if with_split_file:
         split = _holdout_split(trainval, test)
         _write_split_file(ds / "split_zhou_OxfordPets.json", _strip(split, "images/"))
@@ -447,7 +450,7 @@ def make_stanford_cars(
         for j, name in enumerate(raw_names):
             names[0, j] = np.array([name])
         savemat(ds / "devkit" / "cars_meta.mat", {"class_names": names})
-    fixture = DatasetFixture(root, ds, classnames)
+    fixture = DatasetFixture(root, ds, classnames, raw={"trainval": parts["train"][2], "test": parts["test"][2]})
     if with_split_file:
         split = _holdout_split(parts["train"][2], parts["test"][2])
         _write_split_file(ds / "split_zhou_StanfordCars.json", split)
@@ -481,7 +484,8 @@ def make_oxford_flowers(
     if with_annotations:
         savemat(ds / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
         (ds / "cat_to_name.json").write_text(json.dumps(names), encoding="utf-8")
-    fixture = DatasetFixture(root, ds, [names[str(v)] for v in sorted(items_by_label)])
+    groups = [item for value in items_by_label for item in items_by_label[value]]  # first-appearance order
+    fixture = DatasetFixture(root, ds, [names[str(v)] for v in sorted(items_by_label)], raw={"groups": groups})
     if with_split_file:
         split = _per_class_split([items_by_label[v] for v in sorted(items_by_label)], prefix="jpg/")
         _write_split_file(ds / "split_zhou_OxfordFlowers.json", split)
@@ -537,7 +541,7 @@ def make_sun397(
         (ds / "ClassName.txt").write_text("".join(f"/{k}\n" for k in keys), encoding="utf-8")
         (ds / "Training_01.txt").write_text("\n".join(train_lines) + "\n", encoding="utf-8")
         (ds / "Testing_01.txt").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
-    fixture = DatasetFixture(root, ds, classnames)
+    fixture = DatasetFixture(root, ds, classnames, raw={"trainval": train, "test": test})
     if with_split_file:
         split = _holdout_split(train, test)
         _write_split_file(ds / "split_zhou_SUN397.json", _strip(split, "SUN397/"))
@@ -579,9 +583,33 @@ def make_ucf101(
         )
         (lists / "trainlist01.txt").write_bytes((crlf.join(train_lines) + crlf).encode())
         (lists / "testlist01.txt").write_bytes((crlf.join(test_lines) + crlf).encode())
-    fixture = DatasetFixture(root, ds, renamed)
+    fixture = DatasetFixture(root, ds, renamed, raw={"trainval": train, "test": test})
     if with_split_file:
         split = _holdout_split(train, test)
         _write_split_file(ds / "split_zhou_UCF101.json", _strip(split, "UCF-101-midframes/"))
         fixture.split = split
     return fixture
+
+
+def make_dataset_cfg(
+    root: str | os.PathLike,
+    name: str,
+    cache_dir: str | os.PathLike,
+    num_shots: int = -1,
+    seed: int = 1,
+    subsample: str = "all",
+    val_source: str = "test",
+):
+    """A full config (engine defaults + registered package defaults) pointing a reader at a fixture root."""
+    import datasets  # noqa: F401  (registers the readers and the DATASET.* keys)
+    from dassl.config import apply_cfg_defaults, get_cfg_default
+
+    cfg = apply_cfg_defaults(get_cfg_default())
+    cfg.DATASET.ROOT = str(root)
+    cfg.DATASET.NAME = name
+    cfg.DATASET.CACHE_DIR = str(cache_dir)
+    cfg.DATASET.NUM_SHOTS = num_shots
+    cfg.DATASET.SUBSAMPLE_CLASSES = subsample
+    cfg.DATASET.VAL_SOURCE = val_source
+    cfg.SEED = seed
+    return cfg
