@@ -7,6 +7,13 @@ from typing import Any
 __all__ = ["Registry"]
 
 
+class _RegistryKeyError(KeyError):
+    """KeyError whose message prints as written (plain KeyError shows its repr, escaping the quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry:
     """A named mapping filled by a decorator.
 
@@ -33,7 +40,7 @@ class Registry:
 
     def _do_register(self, name: str, obj: Any, force: bool = False) -> None:
         if name in self._obj_map and not force:
-            raise KeyError(
+            raise _RegistryKeyError(
                 f'An object named "{name}" was already registered in "{self._name}" registry '
                 "(pass force=True to replace it)"
             )
@@ -60,7 +67,7 @@ class Registry:
             hint = ""
             if known:
                 hint = f' (do you mean "{get_most_similar_str_to_a_from_b(str(name), known)}"?)'
-            raise KeyError(
+            raise _RegistryKeyError(
                 f'Object name "{name}" does not exist in "{self._name}" registry{hint}; registered names: {known}'
             )
         return self._obj_map[name]
