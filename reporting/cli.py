@@ -1,0 +1,130 @@
+"""Command line of ``parse_test_res.py``: upstream's flags plus paper-style tables.
+
+Without table options on an upstream-style folder (``DIR/{run}/log.txt``) it prints upstream's lines
+(dassl-api.md §10). Otherwise it collects every run under DIR, reads results.jsonl first (text logs as
+fallback), pairs base and novel per dataset and seed, and prints one table per experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from reporting.files import write_text_atomic
+from reporting.plot import PlotUnavailableError, plot_tables
+from reporting.reference import attach_reference, load_reference
+from reporting.render import FORMATS, render
+from reporting.runs import Run, collect_runs
+from reporting.tables import TABLE_KINDS, build_tables
+from reporting.upstream import run_upstream
+
+logger = logging.getLogger("parse_test_res")
+
+EXIT_OK, EXIT_PROBLEMS = 0, 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parse_test_res.py",
+        description="Average results over seeds (upstream mode) or build paper-style tables from a results tree.",
+    )
+    parser.add_argument("directory", help="results folder: one experiment (DIR/seed1, ...) or a whole output tree")
+    parser.add_argument("--ci95", action="store_true", help="report the 95%% confidence interval instead of the std")
+    parser.add_argument("--test-log", action="store_true", help="upstream mode: parse eval-only logs (=> result)")
+    parser.add_argument("--multi-exp", action="store_true", help="upstream mode: DIR holds several experiments")
+    parser.add_argument("--keyword", default="accuracy", help="metric to read: accuracy, error, macro_f1, ...")
+    parser.add_argument(
+        "--table",
+        default="auto",
+        choices=("auto", "upstream") + TABLE_KINDS,
+        help="auto: upstream lines for DIR/{run} folders, else detect the table per experiment",
+    )
+    parser.add_argument("--format", default="text", choices=FORMATS, help="table output format")
+    parser.add_argument("--output", help="write the output to this file (atomically) instead of stdout")
+    parser.add_argument("--plot", metavar="FILE.png", help="grouped bar chart of the tables (needs matplotlib)")
+    parser.add_argument("--compare", metavar="REF.json", help="add reference numbers and the difference")
+    parser.add_argument("--ref-method", help="method to take from the --compare file (default: the runs' trainer)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds every dataset must have (default: all seen)")
+    parser.add_argument("--source", help="cross-dataset: the source dataset, shown but left out of the average")
+    parser.add_argument("--decimals", type=int, default=2, help="decimals in text and markdown tables")
+    parser.add_argument("--strict", action="store_true", help="exit non-zero when any run is missing or unfinished")
+    return parser
+
+
+def _wants_tables(args: argparse.Namespace) -> bool:
+    return args.format != "text" or bool(args.plot or args.compare or args.seeds or args.source)
+
+
+def _is_single_experiment(runs: list[Run]) -> bool:
+    """Upstream layout: every run folder is a direct child of DIR, and none pairs base with novel."""
+    return (
+        bool(runs)
+        and all(len(r.parts) == 1 for r in runs)
+        and not any({"base", "new"} <= r.results.keys() for r in runs)
+    )
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        write_text_atomic(output, text)
+        logger.info("wrote %s", output)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _run_upstream_mode(args: argparse.Namespace) -> int:
+    lines: list[str] = []
+    outcome = run_upstream(args.directory, args.keyword, args.test_log, args.ci95, args.multi_exp, lines.append)
+    _emit("\n".join(lines) + "\n", args.output)
+    if not outcome.found:
+        return EXIT_PROBLEMS
+    if args.strict and outcome.skipped:
+        logger.error(
+            "--strict: %d entr%s without a result", len(outcome.skipped), "y" if len(outcome.skipped) == 1 else "ies"
+        )
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if not os.path.isdir(args.directory):
+        logger.error("%r is not a folder; pass the output folder the runs wrote into", args.directory)
+        return EXIT_PROBLEMS
+    if args.table == "upstream" or (args.table == "auto" and (args.multi_exp or args.test_log)):
+        return _run_upstream_mode(args)
+    runs = collect_runs(args.directory)
+    if args.table == "auto" and not _wants_tables(args) and _is_single_experiment(runs):
+        return _run_upstream_mode(args)
+    if not runs:
+        logger.error("Nothing found in %s: no folder holds results.jsonl or log.txt", args.directory)
+        return EXIT_PROBLEMS
+    tables = build_tables(runs, args.table, args.keyword, args.ci95, args.seeds, args.source)
+    if args.compare:
+        reference = load_reference(args.compare)
+        for table in tables:
+            attach_reference(table, reference, args.ref_method)
+    _emit(render(tables, args.format, args.decimals), args.output)
+    if args.plot:
+        try:
+            plot_tables(tables, args.plot)
+        except PlotUnavailableError as err:
+            logger.error("%s", err)
+            return EXIT_PROBLEMS
+        logger.info("wrote %s", args.plot)
+    problems = [p for t in tables for p in t.problems]
+    for problem in problems:
+        logger.warning("left out: %s", problem.describe())
+    if not any(r.n or any(c is not None for c in r.cells.values()) for t in tables for r in t.rows):
+        logger.error("Nothing found in %s: no run has a final result", args.directory)
+        return EXIT_PROBLEMS
+    if args.strict and problems:
+        logger.error("--strict: %d missing or unfinished run(s)", len(problems))
+        return EXIT_PROBLEMS
+    return EXIT_OK

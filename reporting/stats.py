@@ -1,0 +1,54 @@
+"""Mean and spread over seeds, and the harmonic mean of base and novel accuracy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+CI95_Z = 1.96  # normal approximation, as upstream's --ci95 (dassl-api.md §10)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A value averaged over seeds.
+
+    ``spread`` is the sample standard deviation (ddof=1) of ``values``, or with ``ci95`` the half-width
+    ``1.96 * s / sqrt(n)``; None for a single seed, where neither is defined. ``partial`` marks a value
+    computed over fewer seeds (or datasets) than expected.
+    """
+
+    mean: float
+    spread: float | None
+    n: int
+    values: tuple[float, ...] = ()
+    partial: bool = False
+
+
+def sample_std(values: list[float] | tuple[float, ...]) -> float | None:
+    """Sample standard deviation (ddof=1); None below two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def spread_of(values: list[float] | tuple[float, ...], ci95: bool) -> float | None:
+    """Sample std, or the 95% confidence half-width ``1.96 * s / sqrt(n)``."""
+    std = sample_std(values)
+    if std is None:
+        return None
+    return CI95_Z * std / math.sqrt(len(values)) if ci95 else std
+
+
+def summarize(values: list[float], ci95: bool, expected: int | None = None) -> Stat | None:
+    """Mean and spread of per-seed values; ``partial`` when fewer than ``expected`` seeds contributed."""
+    if not values:
+        return None
+    partial = expected is not None and len(values) < expected
+    return Stat(sum(values) / len(values), spread_of(values, ci95), len(values), tuple(values), partial)
+
+
+def harmonic_mean(base: float, novel: float) -> float:
+    """HM = 2·B·N / (B + N), the base-to-novel summary of CoCoOp and PromptKD Table 1 (0 when both are 0)."""
+    return 0.0 if base + novel == 0 else 2.0 * base * novel / (base + novel)
