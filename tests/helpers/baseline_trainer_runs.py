@@ -1,0 +1,103 @@
+"""Shared setup for the baseline trainer tests (ZS-CLIP, CoOp, CoCoOp, MaPLe): a tiny OpenAI-layout CLIP file, a
+32 px Caltech101-layout dataset, and ``train.py`` command lines that use the real YAMLs with only size, epochs,
+paths and workers overridden."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tests.helpers.dataset_fixtures import make_caltech101
+from tests.helpers.tiny_clip import save_tiny_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class TinySetup:
+    """Paths of one test's tiny world."""
+
+    data: Path
+    clip_file: Path
+    cache: Path
+    classnames: list[str]
+    tmp: Path
+
+    def args(
+        self,
+        trainer: str,
+        config: str,
+        output: Path,
+        *opts: str,
+        seed: int = 1,
+        epochs: int | None = 2,
+        eval_from: Path | None = None,
+        load_epoch: int | None = None,
+    ) -> list[str]:
+        """``train.py`` arguments for ``trainer`` with ``configs/trainers/<config>.yaml``; ``eval_from`` adds
+        ``--eval-only --model-dir eval_from [--load-epoch load_epoch]``."""
+        overrides = [
+            "INPUT.SIZE", "(32, 32)",
+            "DATALOADER.NUM_WORKERS", "0",
+            "MODEL.BACKBONE.NAME", str(self.clip_file),
+            "DATASET.CACHE_DIR", str(self.cache),
+        ]  # fmt: skip
+        if epochs is not None:
+            overrides += ["OPTIM.MAX_EPOCH", str(epochs)]
+        return [
+            "--root", str(self.data),
+            "--seed", str(seed),
+            "--trainer", trainer,
+            "--dataset-config-file", str(ROOT / "configs/datasets/caltech101.yaml"),
+            "--config-file", str(ROOT / f"configs/trainers/{config}.yaml"),
+            "--output-dir", str(output),
+            *(["--eval-only", "--model-dir", str(eval_from)] if eval_from is not None else []),
+            *(["--load-epoch", str(load_epoch)] if load_epoch is not None else []),
+            *overrides,
+            *opts,
+        ]  # fmt: skip
+
+
+def make_tiny_setup(tmp_path: Path, classes: int = 5, per_class: int = 6, **clip_kw) -> TinySetup:
+    """Dataset fixture + tiny CLIP (``state_dict`` file; extra ``clip_kw`` go to ``save_tiny_clip``)."""
+    fixture = make_caltech101(tmp_path / "data", num_classes=classes, per_class=per_class, size=32)
+    clip_file = tmp_path / "tiny-clip.pt"
+    save_tiny_clip(clip_file, fmt="state_dict", **clip_kw)
+    return TinySetup(tmp_path / "data", clip_file, tmp_path / "cache", list(fixture.classnames), tmp_path)
+
+
+def run_train(args: list[str]):
+    """``train.main(args)`` in-process; returns the trainer."""
+    import train
+
+    return train.main(args)
+
+
+def read_results(output: Path) -> list[dict]:
+    path = output / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def last_accuracy(output: Path, phase: str) -> float:
+    records = [r for r in read_results(output) if r.get("event") == "eval" and r.get("phase") == phase]
+    assert records, f"no {phase} evaluation in {output / 'results.jsonl'}"
+    return records[-1]["metrics"]["accuracy"]
+
+
+def load_saved_state(folder: Path) -> dict[str, torch.Tensor]:
+    """``state_dict`` of the newest checkpoint named by the ``checkpoint`` pointer in ``folder``."""
+    from dassl.utils import load_checkpoint
+
+    name = (folder / "checkpoint").read_text().strip()
+    return load_checkpoint(str(folder / name))["state_dict"]
+
+
+def gradient_report(model: torch.nn.Module) -> tuple[set[str], set[str]]:
+    """(trainable names with a non-zero gradient, frozen names with any gradient)."""
+    params = list(model.named_parameters())
+    with_grad = {n for n, p in params if p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0}
+    frozen_grad = {n for n, p in params if not p.requires_grad and p.grad is not None}
+    return with_grad, frozen_grad

@@ -1,0 +1,128 @@
+"""CoCoOp: CoOp's context shifted per image by a small meta-network (methods.md §3.3).
+
+``π = meta_net(normalize(f(x)))`` (``Linear(E, E//16) -> ReLU -> Linear(E//16, D_text)``) is added to every
+context vector, so each image gets its own C prompts; the text encoder runs once per image (B passes of C
+sequences, as upstream, which bounds memory for 1000-class datasets). Only ``prompt_learner`` (context +
+meta-net) trains and is registered under that name; checkpoint keys are ``ctx`` and ``meta_net.*``.
+The meta-net follows the run's precision (upstream forced it to fp16, spec §5 #15).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from yacs.config import CfgNode as CN
+
+import clip
+from clip.model import TextEncoder
+from dassl.config import register_cfg_defaults
+from dassl.engine import TRAINER_REGISTRY
+
+from .common import prompt_texts
+from .coop import CoOpTextPromptTrainer, coop_context
+
+__all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
+
+logger = logging.getLogger(__name__)
+
+
+@register_cfg_defaults
+def _add_cocoop_defaults(cfg: CN) -> None:
+    """``TRAINER.COCOOP`` defaults (methods.md §3.7); PREC also accepts ``bf16``."""
+    cfg.TRAINER.COCOOP = CN()
+    cfg.TRAINER.COCOOP.N_CTX = 16  # number of context vectors
+    cfg.TRAINER.COCOOP.CTX_INIT = ""  # initialization words
+    cfg.TRAINER.COCOOP.PREC = "fp16"  # fp16, fp32, amp, bf16
+
+
+class CoCoOpPromptLearner(nn.Module):
+    """Shared context ``ctx [n, D]`` + ``meta_net`` mapping an image feature ``[E]`` to a context shift ``[D]``."""
+
+    def __init__(self, classnames: Sequence[str], clip_model: nn.Module, n_ctx: int, ctx_init: str = "") -> None:
+        super().__init__()
+        if not classnames:
+            raise ValueError("CoCoOpPromptLearner needs at least one class name")
+        ctx, prefix = coop_context(clip_model, n_ctx, ctx_init)
+        self.n_cls = len(classnames)
+        self.n_ctx = ctx.shape[0]
+        self.ctx = nn.Parameter(ctx)
+        logger.info('Initial context: "%s"; number of context words (tokens): %d', prefix, self.n_ctx)
+        vis_dim = clip_model.visual.output_dim
+        width = clip_model.token_embedding.weight.shape[1]
+        hidden = vis_dim // 16
+        if hidden < 1:
+            raise ValueError(f"CoCoOp's meta-net needs an image feature size >= 16, got {vis_dim}")
+        self.meta_net = nn.Sequential(
+            OrderedDict(
+                [
+                    ("linear1", nn.Linear(vis_dim, hidden)),
+                    ("relu", nn.ReLU(inplace=True)),
+                    ("linear2", nn.Linear(hidden, width)),
+                ]
+            )
+        )
+        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
+        with torch.no_grad():
+            weight = clip_model.token_embedding.weight
+            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
+        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
+        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
+        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx :].clone(), persistent=False)  # class . EOT
+
+    def shifted_contexts(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Per-image contexts ``[B, n, D]`` = ``ctx + meta_net(image_features)`` (features ``[B, E]``)."""
+        bias = self.meta_net(image_features)  # (B, D)
+        return self.ctx.unsqueeze(0) + bias.unsqueeze(1)  # (B, n, D)
+
+    def build_prompts(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings ``[C, L, D]`` for one image's context ``[n, D]``."""
+        ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
+        return torch.cat([self.token_prefix.to(ctx.dtype), ctx, self.token_suffix.to(ctx.dtype)], dim=1)
+
+
+class CoCoOpCLIP(nn.Module):
+    """Frozen CLIP towers + the conditional prompt learner; ``forward(image) -> logits [B, C]``."""
+
+    def __init__(self, clip_model: nn.Module, prompt_learner: CoCoOpPromptLearner) -> None:
+        super().__init__()
+        self.prompt_learner = prompt_learner
+        self.image_encoder = clip_model.visual
+        self.text_encoder = TextEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale
+        self.image_encoder.eval()
+        self.text_encoder.eval()
+
+    def train(self, mode: bool = True) -> CoCoOpCLIP:
+        """Only the prompt learner changes mode: the frozen towers stay in eval."""
+        self.training = mode
+        self.prompt_learner.train(mode)
+        return self
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        tokenized = self.prompt_learner.tokenized_prompts
+        scale = self.logit_scale.exp()
+        image_features = F.normalize(self.image_encoder(image), dim=-1)  # (B, E)
+        contexts = self.prompt_learner.shifted_contexts(image_features)  # (B, n, D)
+        logits = []
+        for ctx_b, feature_b in zip(contexts, image_features, strict=True):
+            text_features = self.text_encoder(self.prompt_learner.build_prompts(ctx_b), tokenized)  # (C, E)
+            text_features = F.normalize(text_features, dim=-1)
+            logits.append(scale * feature_b @ text_features.t())  # (C,)
+        return torch.stack(logits)  # (B, C)
+
+
+@TRAINER_REGISTRY.register()
+class CoCoOp(CoOpTextPromptTrainer):
+    """Conditional Context Optimization (Zhou et al., CVPR 2022)."""
+
+    def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
+        node = self.cfg.TRAINER.COCOOP
+        return CoCoOpPromptLearner(classnames, clip_model, n_ctx=node.N_CTX, ctx_init=node.CTX_INIT)
+
+    def build_custom_clip(self, clip_model: nn.Module, prompt_learner: nn.Module) -> nn.Module:
+        return CoCoOpCLIP(clip_model, prompt_learner)

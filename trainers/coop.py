@@ -1,0 +1,277 @@
+"""CoOp: learnable text context in front of (or around) the class name (methods.md §2.4, §3.2).
+
+The CLIP towers are plain and frozen; only ``prompt_learner`` trains. The prompt learner is the registered
+model (name ``prompt_learner``, as upstream), so checkpoint keys are ``ctx`` (and, in upstream files, the fixed
+``token_prefix`` / ``token_suffix`` that are dropped on load). Differences from upstream: no ``.half()`` --
+precision comes from the engine's autocast; with ``CSC True`` and ``CTX_INIT`` every class starts from the
+phrase (upstream silently fell back to one shared context); class-token positions use one precomputed gather
+instead of a Python loop over classes.
+
+``CoOpTextPromptTrainer`` is also the base of CoCoOp (same registration, loading and batch handling).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from yacs.config import CfgNode as CN
+
+import clip
+from clip.model import TextEncoder
+from dassl.config import register_cfg_defaults
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+
+from .common import (
+    CLIPPromptTrainer,
+    build_clip_model,
+    check_input_size,
+    clean_classname,
+    count_phrase_tokens,
+    install_trained_state_checkpointing,
+    log_trainable_parameters,
+    phrase_context,
+    prompt_texts,
+    random_context,
+)
+
+__all__ = [
+    "CLASS_TOKEN_POSITIONS",
+    "CoOp",
+    "CoOpCLIP",
+    "CoOpPromptLearner",
+    "CoOpTextPromptTrainer",
+    "class_token_order",
+    "coop_context",
+]
+
+logger = logging.getLogger(__name__)
+
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
+
+
+@register_cfg_defaults
+def _add_coop_defaults(cfg: CN) -> None:
+    """``TRAINER.COOP`` defaults (methods.md §3.7); PREC also accepts ``bf16`` (decision 11)."""
+    cfg.TRAINER.COOP = CN()
+    cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
+    cfg.TRAINER.COOP.CSC = False  # class-specific context
+    cfg.TRAINER.COOP.CTX_INIT = ""  # initialization words
+    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp, bf16
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # 'middle' or 'end' or 'front'
+
+
+def coop_context(
+    clip_model: nn.Module, n_ctx: int, ctx_init: str, n_cls: int = 1, class_specific: bool = False
+) -> tuple[torch.Tensor, str]:
+    """Initial context and prompt prefix under CoOp/CoCoOp's rule (methods.md §2.4).
+
+    With ``ctx_init`` the number of context tokens becomes the number of words of the phrase and the context
+    starts as their embeddings; otherwise ``n_ctx`` random vectors N(0, 0.02) (``[n_cls, n_ctx, D]`` when
+    class-specific) and the prefix is ``n_ctx`` placeholder ``X`` words.
+    """
+    width = clip_model.token_embedding.weight.shape[1]
+    phrase = clean_classname(ctx_init).strip()
+    if phrase:
+        n_ctx = len(phrase.split(" "))
+        ctx = phrase_context(clip_model, phrase, n_ctx)
+        if class_specific:
+            ctx = ctx.unsqueeze(0).repeat(n_cls, 1, 1)
+        return ctx, phrase
+    if n_ctx < 1:
+        raise ValueError(f"N_CTX must be >= 1 (or set CTX_INIT to a phrase), got {n_ctx}")
+    ctx = random_context(n_cls, n_ctx, width) if class_specific else random_context(n_ctx, width)
+    return ctx, " ".join(["X"] * n_ctx)
+
+
+def class_token_order(n_ctx: int, name_lens: Sequence[int], length: int, position: str) -> torch.Tensor:
+    """Index ``[C, L]`` that rearranges the "end" layout ``[SOT][ctx][class . EOT pad]`` per class.
+
+    ``middle``: ``[SOT][ctx[:n//2]][class][ctx[n//2:]][. EOT pad]``; ``front``: ``[SOT][class][ctx][. EOT pad]``
+    (methods.md §3.2). The sequence length and the EOT position do not change.
+    """
+    if position not in CLASS_TOKEN_POSITIONS:
+        raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; allowed: {list(CLASS_TOKEN_POSITIONS)}")
+    rows = []
+    ctx = list(range(1, 1 + n_ctx))
+    half = n_ctx // 2
+    for name_len in name_lens:
+        cls = list(range(1 + n_ctx, 1 + n_ctx + name_len))
+        rest = list(range(1 + n_ctx + name_len, length))
+        if position == "end":
+            order = [0, *ctx, *cls, *rest]
+        elif position == "middle":
+            order = [0, *ctx[:half], *cls, *ctx[half:], *rest]
+        else:
+            order = [0, *cls, *ctx, *rest]
+        rows.append(order)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+class CoOpPromptLearner(nn.Module):
+    """Context vectors ``ctx`` (shared ``[n, D]`` or class-specific ``[C, n, D]``) + fixed token embeddings."""
+
+    def __init__(
+        self,
+        classnames: Sequence[str],
+        clip_model: nn.Module,
+        n_ctx: int,
+        ctx_init: str = "",
+        class_specific: bool = False,
+        class_token_position: str = "end",
+    ) -> None:
+        super().__init__()
+        if not classnames:
+            raise ValueError("CoOpPromptLearner needs at least one class name")
+        n_cls = len(classnames)
+        ctx, prefix = coop_context(clip_model, n_ctx, ctx_init, n_cls, class_specific)
+        self.n_cls = n_cls
+        self.n_ctx = ctx.shape[-2]
+        self.class_token_position = class_token_position
+        self.ctx = nn.Parameter(ctx)
+        logger.info('Initial context: "%s"; number of context words (tokens): %d', prefix, self.n_ctx)
+        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
+        with torch.no_grad():
+            weight = clip_model.token_embedding.weight
+            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
+        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
+        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
+        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx :].clone(), persistent=False)  # class . EOT
+        if class_token_position == "end":
+            self.register_buffer("token_order", None, persistent=False)
+        else:
+            name_lens = [count_phrase_tokens(clean_classname(name)) for name in classnames]
+            order = class_token_order(self.n_ctx, name_lens, tokenized.shape[1], class_token_position)
+            self.register_buffer("token_order", order, persistent=False)
+
+    def build_prompts(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings ``[C, L, D]`` for a context ``[n, D]`` or ``[C, n, D]``."""
+        if ctx.dim() == 2:
+            ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
+        prefix = self.token_prefix
+        prompts = torch.cat([prefix.to(ctx.dtype), ctx, self.token_suffix.to(ctx.dtype)], dim=1)  # (C, L, D)
+        if self.token_order is not None:
+            index = self.token_order.unsqueeze(-1).expand(-1, -1, prompts.shape[-1])
+            prompts = prompts.gather(1, index)
+        return prompts
+
+    def forward(self) -> torch.Tensor:
+        return self.build_prompts(self.ctx)
+
+
+class CoOpCLIP(nn.Module):
+    """Frozen CLIP towers + a CoOp prompt learner; ``forward(image) -> logits [B, C]``."""
+
+    def __init__(self, clip_model: nn.Module, prompt_learner: nn.Module) -> None:
+        super().__init__()
+        self.prompt_learner = prompt_learner
+        self.image_encoder = clip_model.visual
+        self.text_encoder = TextEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale
+        self.image_encoder.eval()
+        self.text_encoder.eval()
+
+    def train(self, mode: bool = True) -> CoOpCLIP:
+        """Only the prompt learner changes mode: the frozen towers stay in eval (ResNet BatchNorm statistics)."""
+        self.training = mode
+        self.prompt_learner.train(mode)
+        return self
+
+    def encode_text(self) -> torch.Tensor:
+        features = self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
+        return F.normalize(features, dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        image_features = F.normalize(self.image_encoder(image), dim=-1)  # (B, E)
+        text_features = self.encode_text()  # (C, E)
+        return self.logit_scale.exp() * image_features @ text_features.t()
+
+
+class CoOpTextPromptTrainer(CLIPPromptTrainer):
+    """Shared by CoOp and CoCoOp: plain CLIP, only ``prompt_learner`` trains and is registered."""
+
+    MODEL_NAME = "prompt_learner"
+    DROP_KEYS = ("token_prefix", "token_suffix")
+    REPORT_ACCURACY = False
+
+    def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    def build_custom_clip(self, clip_model: nn.Module, prompt_learner: nn.Module) -> nn.Module:
+        return CoOpCLIP(clip_model, prompt_learner)
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        logger.info("Loading CLIP (backbone: %s)", cfg.MODEL.BACKBONE.NAME)
+        clip_model = build_clip_model(cfg, clip.PromptDesign())
+        check_input_size(cfg, clip_model.visual.input_resolution)
+        logger.info("Building custom CLIP")
+        prompt_learner = self.build_prompt_learner(classnames, clip_model)
+        model = self.build_custom_clip(clip_model, prompt_learner)
+        logger.info("Turning off gradients in both the image and the text encoder")
+        for name, param in model.named_parameters():
+            param.requires_grad_("prompt_learner" in name)
+        log_trainable_parameters(model)
+        if cfg.MODEL.INIT_WEIGHTS:
+            self.load_init_weights(prompt_learner, cfg.MODEL.INIT_WEIGHTS)
+        model.to(self.device)
+        install_trained_state_checkpointing(prompt_learner)
+        self.model = model
+        self.optim = build_optimizer(prompt_learner, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model(self.MODEL_NAME, prompt_learner, self.optim, self.sched)
+
+    def load_init_weights(self, prompt_learner: nn.Module, path: str) -> None:
+        """``MODEL.INIT_WEIGHTS``: a prompt-learner checkpoint loaded before training (methods.md §3.0)."""
+        from dassl.utils import load_checkpoint
+
+        from .common import load_trained_state
+
+        checkpoint = load_checkpoint(path)
+        state_dict = checkpoint.get("state_dict", checkpoint)
+        load_trained_state(prompt_learner, state_dict, drop_keys=self.DROP_KEYS, source=path)
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        image, label = self.parse_batch_train(batch)
+        with self.autocast():
+            output = self.model(image)
+            loss = F.cross_entropy(output.float(), label)
+        self.model_backward_and_update(loss)
+        summary = {"loss": loss.item()}
+        if self.REPORT_ACCURACY:
+            summary["acc"] = compute_accuracy(output, label)[0].item()
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(CoOpTextPromptTrainer):
+    """Context Optimization (Zhou et al., IJCV 2022): prompt tuning with cross-entropy on labelled shots."""
+
+    REPORT_ACCURACY = True
+
+    def check_cfg(self, cfg: CN) -> None:
+        super().check_cfg(cfg)
+        position = cfg.TRAINER.COOP.CLASS_TOKEN_POSITION
+        if position not in CLASS_TOKEN_POSITIONS:
+            raise ValueError(
+                f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; allowed: {list(CLASS_TOKEN_POSITIONS)}"
+            )
+
+    def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
+        node = self.cfg.TRAINER.COOP
+        return CoOpPromptLearner(
+            classnames,
+            clip_model,
+            n_ctx=node.N_CTX,
+            ctx_init=node.CTX_INIT,
+            class_specific=node.CSC,
+            class_token_position=node.CLASS_TOKEN_POSITION,
+        )

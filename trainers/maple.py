@@ -1,0 +1,173 @@
+"""MaPLe: multi-modal prompt learning with vision prompts coupled to the text prompts (methods.md §2.3, §3.5).
+
+Text side: the layer-0 context ``ctx [n, D_t]`` (CTX_INIT rule of §2.4) and ``compound_prompts_text.{k}``
+``[n, D_t]`` replacing the prompt tokens of text blocks ``k+1`` (``k = 0..J-2``). Vision side: no parameters
+of its own -- the layer-0 prompt is ``proj(ctx)`` and block ``k+1`` gets
+``compound_prompt_projections[k](compound_prompts_text[k])`` (the coupling functions, ``Linear(D_t, D_v)``, all
+starting as copies of one initialisation). Keys are upstream's (``prompt_learner.proj.weight``, ...).
+
+Fixes (spec §5 #15/#16): the widths come from the loaded CLIP (upstream hard-codes 512/768, i.e. ViT-B only) and
+``proj`` follows the run's precision (upstream forced it to fp16, which crashes in fp32 mode).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from yacs.config import CfgNode as CN
+
+import clip
+from clip.model import TextEncoder, VisionTransformer
+from dassl.config import register_cfg_defaults
+from dassl.engine import TRAINER_REGISTRY
+
+from .common import (
+    CLIPPromptTrainer,
+    build_clip_model,
+    check_input_size,
+    freeze_by_name,
+    init_text_context,
+    load_trained_state,
+    log_trainable_parameters,
+    prompt_texts,
+)
+
+__all__ = ["MaPLe", "MaPLeCLIP", "MultiModalPromptLearner"]
+
+logger = logging.getLogger(__name__)
+
+
+@register_cfg_defaults
+def _add_maple_defaults(cfg: CN) -> None:
+    """``TRAINER.MAPLE`` defaults (methods.md §3.7); PREC also accepts ``bf16``."""
+    cfg.TRAINER.MAPLE = CN()
+    cfg.TRAINER.MAPLE.N_CTX = 2  # number of context vectors
+    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"  # initialization words
+    cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16, fp32, amp, bf16
+    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # max 12 for ViT-B/16: prompts in blocks 0..J-1
+
+
+class MultiModalPromptLearner(nn.Module):
+    """Text prompts for every depth and the projections that derive the vision prompts from them.
+
+    ``forward() -> (prompts [C, L, D_t], shared_ctx [n, D_v], deep_text [J-1 x (n, D_t)], deep_vision
+    [J-1 x (n, D_v)])``.
+    """
+
+    def __init__(
+        self, classnames: Sequence[str], clip_model: nn.Module, n_ctx: int, ctx_init: str, prompt_depth: int
+    ) -> None:
+        super().__init__()
+        if not classnames:
+            raise ValueError("MultiModalPromptLearner needs at least one class name")
+        if not isinstance(clip_model.visual, VisionTransformer):
+            raise ValueError(
+                f"MaPLe needs a ViT image encoder (its prompts are tokens), got {type(clip_model.visual).__name__}; "
+                "use a ViT backbone such as 'ViT-B/16'."
+            )
+        if prompt_depth < 1:
+            raise ValueError(f"TRAINER.MAPLE.PROMPT_DEPTH must be >= 1, got {prompt_depth}")
+        blocks = min(clip_model.visual.transformer.layers, clip_model.transformer.layers)
+        if prompt_depth > blocks:
+            raise ValueError(
+                f"TRAINER.MAPLE.PROMPT_DEPTH={prompt_depth} exceeds the {blocks} transformer blocks of the backbone; "
+                f"use a depth between 1 and {blocks}."
+            )
+        text_width = clip_model.token_embedding.weight.shape[1]
+        vision_width = clip_model.visual.conv1.out_channels
+        ctx, prefix = init_text_context(clip_model, n_ctx, ctx_init)
+        logger.info('MaPLe design: multi-modal prompt learning; initial context: "%s"', prefix)
+        logger.info("Number of MaPLe context words (tokens): %d; prompt depth: %d", n_ctx, prompt_depth)
+        self.n_cls = len(classnames)
+        self.n_ctx = n_ctx
+        self.ctx = nn.Parameter(ctx)
+        self.proj = nn.Linear(text_width, vision_width)
+        self.compound_prompts_text = nn.ParameterList(
+            [nn.Parameter(torch.empty(n_ctx, text_width).normal_(std=0.02)) for _ in range(prompt_depth - 1)]
+        )
+        coupling = nn.Linear(text_width, vision_width)
+        self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(coupling) for _ in range(prompt_depth - 1)])
+        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
+        with torch.no_grad():
+            weight = clip_model.token_embedding.weight
+            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D_t)
+        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
+        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
+        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone(), persistent=False)  # class . EOT
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        ctx = self.ctx.unsqueeze(0).expand(self.n_cls, -1, -1)  # (C, n, D_t)
+        prompts = torch.cat([self.token_prefix.to(ctx.dtype), ctx, self.token_suffix.to(ctx.dtype)], dim=1)
+        shared_ctx = self.proj(self.ctx)  # (n, D_v)
+        deep_text = list(self.compound_prompts_text)
+        deep_vision = [layer(prompt) for layer, prompt in zip(self.compound_prompt_projections, deep_text, strict=True)]
+        return prompts, shared_ctx, deep_text, deep_vision
+
+
+class MaPLeCLIP(nn.Module):
+    """CLIP whose two towers take the compound prompts; ``forward(image) -> logits [B, C]``."""
+
+    def __init__(self, clip_model: nn.Module, prompt_learner: MultiModalPromptLearner) -> None:
+        super().__init__()
+        self.prompt_learner = prompt_learner
+        self.image_encoder = clip_model.visual
+        self.text_encoder = TextEncoder(clip_model)
+        self.logit_scale = clip_model.logit_scale
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        prompts, shared_ctx, deep_text, deep_vision = self.prompt_learner()
+        tokenized = self.prompt_learner.tokenized_prompts
+        text_features = F.normalize(self.text_encoder(prompts, tokenized, deep_text), dim=-1)  # (C, E)
+        image_features = F.normalize(self.image_encoder(image, shared_ctx, deep_vision), dim=-1)  # (B, E)
+        return self.logit_scale.exp() * image_features @ text_features.t()
+
+
+@TRAINER_REGISTRY.register()
+class MaPLe(CLIPPromptTrainer):
+    """Multi-modal Prompt Learning (Khattak et al., CVPR 2023); registered model ``MultiModalPromptLearner``."""
+
+    MODEL_NAME = "MultiModalPromptLearner"
+    DROP_KEYS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix")
+
+    def check_cfg(self, cfg: CN) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.MAPLE.PROMPT_DEPTH < 1:
+            raise ValueError(f"TRAINER.MAPLE.PROMPT_DEPTH must be >= 1, got {cfg.TRAINER.MAPLE.PROMPT_DEPTH}")
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        node = cfg.TRAINER.MAPLE
+        design = clip.PromptDesign(variant="maple", maple_length=node.N_CTX)
+        clip_model = build_clip_model(cfg, design)
+        check_input_size(cfg, clip_model.visual.input_resolution)
+        logger.info("Building custom CLIP")
+        prompt_learner = MultiModalPromptLearner(
+            self.dm.dataset.classnames, clip_model, node.N_CTX, node.CTX_INIT, node.PROMPT_DEPTH
+        )
+        model = MaPLeCLIP(clip_model, prompt_learner)
+        logger.info("Turning off gradients in both the image and the text encoder")
+        freeze_by_name(model)
+        log_trainable_parameters(model)
+        if cfg.MODEL.INIT_WEIGHTS:
+            from dassl.utils import load_checkpoint
+
+            checkpoint = load_checkpoint(cfg.MODEL.INIT_WEIGHTS)
+            load_trained_state(
+                model, checkpoint.get("state_dict", checkpoint), drop_keys=self.DROP_KEYS, source=cfg.MODEL.INIT_WEIGHTS
+            )
+        self.register_prompt_model(model)
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        image, label = self.parse_batch_train(batch)
+        with self.autocast():
+            output = self.model(image)
+            loss = F.cross_entropy(output.float(), label)
+        self.model_backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return {"loss": loss.item()}

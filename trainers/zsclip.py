@@ -1,0 +1,95 @@
+"""Zero-shot CLIP baselines (methods.md §3.1): no training, text classifiers built from templates.
+
+- ``ZeroshotCLIP``: one hand-written template per dataset (``CUSTOM_TEMPLATES[DATASET.NAME]``).
+- ``ZeroshotCLIP2``: prompt ensemble over ``IMAGENET_TEMPLATES_SELECT`` plus the dataset's template (except on
+  ImageNet); each template's features are normalised, averaged over templates and normalised again.
+
+Only ``--eval-only`` is meaningful (the scripts pass it). Backbone and input settings come from a CoOp YAML, so
+the precision is ``TRAINER.COOP.PREC`` (upstream ran the model in fp16); on CPU it is fp32 math. The template
+lists are immutable and copied per run (upstream appended to the shared list, spec §5 #22).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import clip
+from dassl.engine import TRAINER_REGISTRY, TrainerX
+
+from .common import build_clip_model, check_input_size, clean_classname
+from .templates import IMAGENET_TEMPLATES_SELECT, custom_template
+
+__all__ = ["ZeroshotCLIP", "ZeroshotCLIP2", "ensemble_text_features"]
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def ensemble_text_features(clip_model: nn.Module, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """``[C, E]`` classifier: per template L2-normalised class features, averaged, normalised again.
+
+    With one template this is just the normalised features of ``template.format(classname)``.
+    """
+    device = clip_model.token_embedding.weight.device
+    names = [clean_classname(name) for name in classnames]
+    total = None
+    for template in templates:
+        tokens = clip.tokenize([template.format(name) for name in names]).to(device)
+        features = F.normalize(clip_model.encode_text(tokens).float(), dim=-1)  # (C, E)
+        total = features if total is None else total + features
+    if len(templates) == 1:
+        return total
+    return F.normalize(total / len(templates), dim=-1)
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(TrainerX):
+    """CLIP with the dataset's hand-written template as a fixed linear classifier."""
+
+    def templates(self) -> list[str]:
+        return [custom_template(self.cfg.DATASET.NAME)]
+
+    def get_precision_name(self) -> str:
+        """The scripts take backbone/input settings from CoOp YAMLs; precision follows ``TRAINER.COOP.PREC``."""
+        coop = self.cfg.TRAINER.get("COOP")
+        return coop.PREC if coop is not None and "PREC" in coop else "fp32"
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        clip_model = build_clip_model(cfg, clip.PromptDesign())
+        check_input_size(cfg, clip_model.visual.input_resolution)
+        clip_model.requires_grad_(False)
+        clip_model.to(self.device).eval()
+        templates = self.templates()
+        logger.info("Zero-shot classifier from %d template(s): %s", len(templates), templates)
+        with self.autocast():
+            text_features = ensemble_text_features(clip_model, self.dm.dataset.classnames, templates)
+        self.text_features = text_features.float()  # (C, E)
+        self.clip_model = clip_model
+
+    @torch.no_grad()
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        image_features = F.normalize(self.clip_model.encode_image(image).float(), dim=-1)  # (B, E)
+        return self.clip_model.logit_scale.exp().float() * image_features @ self.text_features.t()
+
+    def train(self) -> None:
+        raise RuntimeError(
+            f"{self.cfg.TRAINER.NAME} has nothing to train: run train.py with --eval-only "
+            "(scripts/zsclip/zeroshot.sh does)."
+        )
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Prompt ensembling over the 7 selected ImageNet templates (+ the dataset's template off ImageNet)."""
+
+    def templates(self) -> list[str]:
+        templates = list(IMAGENET_TEMPLATES_SELECT)
+        if self.cfg.DATASET.NAME != "ImageNet":
+            templates.append(custom_template(self.cfg.DATASET.NAME))
+        return templates
