@@ -4,6 +4,8 @@ Importing this package registers every reader and the dataset config keys ``DATA
 (``all``/``base``/``new``) and ``DATASET.VAL_SOURCE`` (``test`` = upstream, ``val`` = the real val split).
 """
 
+from yacs.config import CfgNode
+
 from dassl.config import register_cfg_defaults
 
 from .caltech101 import Caltech101
@@ -43,7 +45,7 @@ __all__ = [
 
 
 @register_cfg_defaults
-def add_dataset_cfg_defaults(cfg) -> None:  # noqa: ANN001 - a yacs CfgNode
+def add_dataset_cfg_defaults(cfg: CfgNode) -> None:
     """``DATASET.SUBSAMPLE_CLASSES`` (base/new protocol, §5) and ``DATASET.VAL_SOURCE`` (§6, §11)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     cfg.DATASET.VAL_SOURCE = "test"

@@ -53,6 +53,7 @@ imagenet/
             key: [(f, os.stat(os.path.join(d, f)).st_mtime_ns) for f in self._class_folders(d)]
             for key, d in split_dirs.items()
         }
+        self._check_folders_match(split_dirs, folder_state)
         classnames_file = os.path.join(self.dataset_dir, "classnames.txt")
         key = fingerprint("ImageNet", self.dataset_dir, hash_files([classnames_file]), folder_state)
         cache_path = os.path.join(self.cache_root, f"listing-{key}.json")
@@ -68,6 +69,20 @@ imagenet/
         split = {"train": datums_to_items(train, self.image_dir), "test": datums_to_items(test, self.image_dir)}
         write_cache(cache_path, {"dataset": "ImageNet", "inputs": key, "split": split})
         return train, None, test, "listing:" + key
+
+    @staticmethod
+    def _check_folders_match(split_dirs: dict[str, str], folder_state: dict[str, list[tuple[str, int]]]) -> None:
+        """Labels are folder indices in each split, so train and val must hold the same wnid folders."""
+        train = [f for f, _ in folder_state["train"]]
+        val = [f for f, _ in folder_state["test"]]
+        if train != val:
+            only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+            raise FileNotFoundError(
+                f"ImageNet: {split_dirs['test']} must contain the same wnid folders as {split_dirs['train']} "
+                f"({len(val)} vs {len(train)} folders; only in train: {only_train[:5]}, only in val: {only_val[:5]}). "
+                "The official validation images come as one flat folder; sort them into <wnid>/ sub-folders "
+                "first (see DATASETS.md, 'ImageNet validation folder')."
+            )
 
     @staticmethod
     def _class_folders(split_dir: str) -> list[str]:

@@ -80,7 +80,8 @@ def test_imagenet_upstream_preprocessed_pickle_is_used(tmp_path) -> None:
 
 def test_imagenet_unknown_wnid_folder_is_explained(tmp_path) -> None:
     fixture = fx.make_imagenet(tmp_path / "data", num_classes=2)
-    fx.write_image(fixture.dataset_dir / "images" / "val" / "ILSVRC2012_val_00000001" / "x.JPEG")
+    for split in ("train", "val"):
+        fx.write_image(fixture.dataset_dir / "images" / split / "ILSVRC2012_val_00000001" / "x.JPEG")
     with pytest.raises(KeyError, match="ILSVRC2012_val_00000001.*classnames.txt"):
         build(tmp_path / "data", "ImageNet", tmp_path / "cache")
 
@@ -120,3 +121,14 @@ def test_variant_without_classnames_file_points_to_layout(tmp_path) -> None:
     (fixture.dataset_dir / "classnames.txt").unlink()
     with pytest.raises(FileNotFoundError, match=r"classnames.txt not found(.|\n)*imagenet-a/README.txt"):
         build(tmp_path, "ImageNetA", tmp_path / "cache")
+
+
+def test_imagenet_flat_val_folder_is_explained(tmp_path) -> None:
+    fixture = fx.make_imagenet(tmp_path / "data", num_classes=2)
+    val = fixture.dataset_dir / "images" / "val"
+    for class_dir in list(val.iterdir()):
+        for image in class_dir.iterdir():
+            image.rename(val / image.name)
+        class_dir.rmdir()
+    with pytest.raises(FileNotFoundError, match=r"same wnid folders(.|\n)*flat folder(.|\n)*DATASETS.md"):
+        build(tmp_path / "data", "ImageNet", tmp_path / "cache")
