@@ -75,11 +75,18 @@ def init_distributed(device: torch.device) -> bool:
 
 
 class TransparentDDP(DistributedDataParallel):
-    """DDP wrapper that forwards unknown attribute reads to the wrapped module.
+    """DDP wrapper that forwards unknown attribute reads to the wrapped module and skips DDP without grad.
 
     Upstream-style trainers read attributes of ``self.model`` (``self.model.prompt_learner``, ...); with a plain
-    wrapper those reads fail (methods.md section 5, #8).
+    wrapper those reads fail (methods.md section 5, #8). Forwards under ``torch.no_grad()`` (evaluation, frozen
+    teacher passes) call the module directly: DDP would otherwise broadcast buffers at every forward, a
+    collective that hangs when ranks hold evaluation shards with different numbers of batches.
     """
+
+    def forward(self, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            return self.module(*args, **kwargs)
+        return super().forward(*args, **kwargs)
 
     def __getattr__(self, name: str):
         try:

@@ -256,7 +256,7 @@ class TrainerBase:
 
     def init_writer(self, log_dir: str) -> None:
         """Create a TensorBoard writer; training goes on without one when tensorboard is not installed."""
-        if self.__dict__.get("_writer") is None or self._writer is None:
+        if self._writer is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as err:  # tensorboard is optional
@@ -534,11 +534,10 @@ class SimpleTrainer(TrainerBase):
             return
         phase = phase or self._eval_phase
         metrics = dict(results)
-        evaluator = getattr(self, "evaluator", None)
-        for key in ("total", "correct"):
-            value = getattr(evaluator, f"_{key}", None)
-            if key not in metrics and isinstance(value, int):
-                metrics[key] = value
+        counts = getattr(getattr(self, "evaluator", None), "counts", None)
+        if callable(counts):  # raw totals behind the percentages (Classification evaluator)
+            for key, value in counts().items():
+                metrics.setdefault(key, value)
         record = build_result_record(
             self.cfg, split=split, classes=classes, phase=phase, epoch=self._result_epoch(phase), metrics=metrics
         )

@@ -36,8 +36,8 @@ def make_toy_dataset(root: str, per_split: dict[str, int] | None = None, size: i
             os.makedirs(folder, exist_ok=True)
             for i in range(n):
                 base = np.full((size, size, 3), 60.0)
-                base[..., label] = 190.0
-                pixels = np.clip(base + rng.normal(0, 40, size=(size, size, 3)), 0, 255).astype(np.uint8)
+                base[..., label] = 90.0
+                pixels = np.clip(base + rng.normal(0, 70, size=(size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(os.path.join(folder, f"{i:03d}.png"))
     return root
 
