@@ -273,6 +273,7 @@ class PromptKD(CLIPPromptTrainer):
         """
         super().build_data_loader()
         self.eval_lab2cname = {"all": self.lab2cname}
+        self._evaluators: dict = {}
         if self.cfg.TRAINER.MODAL != "base2novel":
             return
         dataset = self.dm.dataset
@@ -400,8 +401,6 @@ class PromptKD(CLIPPromptTrainer):
                 "reported accuracy is optimistic",
                 data,
             )
-        else:
-            logger.info("Model selection: last epoch (no evaluation data is used to pick the checkpoint)")
         super().before_train()
 
     def teacher_logits(self, image: torch.Tensor) -> torch.Tensor:
@@ -431,7 +430,9 @@ class PromptKD(CLIPPromptTrainer):
         m = getattr(self, "num_base_classes", None)
         saved = (student.class_slice, self.evaluator, getattr(self, "_classes", None))
         student.class_slice = {"all": slice(None), "base": slice(0, m), "new": slice(m, None)}[classes]
-        self.evaluator = build_evaluator(self.cfg, lab2cname=self.eval_lab2cname[classes])
+        if classes not in self._evaluators:
+            self._evaluators[classes] = build_evaluator(self.cfg, lab2cname=self.eval_lab2cname[classes])
+        self.evaluator = self._evaluators[classes]
         self._classes = classes
         try:
             yield

@@ -174,16 +174,23 @@ def promptsrc_loss(
 
 @torch.no_grad()
 def compute_fixed_embeddings(
-    plain_clip: nn.Module, classnames: Sequence[str], templates: Sequence[str], device: torch.device
+    plain_clip: nn.Module,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    device: torch.device,
+    chunk_size: int = 1024,
 ) -> torch.Tensor:
-    """Mean over templates of the raw (unnormalised) zero-shot text features ``[C, E]`` (upstream order)."""
+    """Mean over templates of the raw (unnormalised) zero-shot text features ``[C, E]`` (upstream order).
+
+    All ``T x C`` prompts are encoded in chunks of ``chunk_size`` sequences (one pass per chunk, not per template).
+    """
     plain_clip.to(device).eval()
-    total = None
-    for template in templates:
-        texts = [template.format(clean_classname(name)) for name in classnames]
-        features = plain_clip.encode_text(clip.tokenize(texts).to(device)).float()
-        total = features if total is None else total + features
-    return total / len(templates)
+    texts = [template.format(clean_classname(name)) for template in templates for name in classnames]
+    tokens = clip.tokenize(texts)
+    features = torch.cat(
+        [plain_clip.encode_text(chunk.to(device)).float() for chunk in tokens.split(chunk_size)]
+    )  # (T*C, E)
+    return features.view(len(templates), len(classnames), -1).mean(dim=0)
 
 
 @TRAINER_REGISTRY.register()
