@@ -7,12 +7,15 @@ same seed and the same inputs give upstream's split. Directory listings are sort
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dassl.data.datasets import Datum
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["list_visible", "split_trainval", "read_and_split_data", "split_label_groups", "folder_listing"]
 
@@ -101,6 +104,10 @@ def read_and_split_data(
     category in label order.
     """
     categories = [c for c in list_visible(image_dir) if c not in set(ignored)]
+    stray = [c for c in categories if not os.path.isdir(os.path.join(image_dir, c))]
+    if stray:  # upstream would crash listing them; they cannot be classes
+        logger.warning("Ignoring non-folder entries in %s: %s", image_dir, stray)
+        categories = [c for c in categories if c not in stray]
     new_cnames = new_cnames or {}
 
     def groups() -> Iterable[tuple[int, str, list[str]]]:
