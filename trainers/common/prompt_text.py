@@ -44,8 +44,7 @@ def prompt_texts(prefix: str, classnames: Sequence[str]) -> list[str]:
 
 def count_phrase_tokens(phrase: str) -> int:
     """Number of BPE tokens of ``phrase`` (without SOT/EOT)."""
-    tokens = clip.tokenize(phrase)[0]
-    return int(tokens.argmax().item()) - 1  # EOT has the largest id; SOT sits at position 0
+    return len(clip.get_tokenizer().encode(phrase))
 
 
 def phrase_context(clip_model: nn.Module, phrase: str, n_ctx: int) -> torch.Tensor:
