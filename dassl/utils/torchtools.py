@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import shutil
-import struct
 import tempfile
 import warnings
 from collections import OrderedDict
@@ -126,13 +124,14 @@ def load_checkpoint(fpath: str | os.PathLike | None, map_location: str | torch.d
     encoding = "ASCII"
     try:
         return torch.load(fpath, map_location=map_location, weights_only=True)
-    except UnicodeDecodeError:
-        encoding = "latin1"  # checkpoints written by Python 2
+    except UnicodeDecodeError as e:
+        encoding = "latin1"  # checkpoints written by Python 2; passed per call, pickle is never patched
+        first_error: Exception = e
         try:
             return torch.load(fpath, map_location=map_location, weights_only=True, encoding=encoding)
-        except pickle.UnpicklingError as e:
-            first_error: Exception = e
-    except (pickle.UnpicklingError, RuntimeError) as e:
+        except Exception as e2:  # noqa: BLE001 - retried below with the restricted unpickler
+            first_error = e2
+    except Exception as e:  # noqa: BLE001 - weights-only refusal (or garbage); retried below
         first_error = e
 
     if isinstance(first_error, RuntimeError) and "TorchScript" in str(first_error):
@@ -141,7 +140,7 @@ def load_checkpoint(fpath: str | os.PathLike | None, map_location: str | torch.d
         ) from first_error
     try:
         checkpoint = restricted_torch_load(fpath, encoding=encoding)
-    except (pickle.UnpicklingError, EOFError, ValueError, struct.error, UnicodeDecodeError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure here means the bytes are not a usable checkpoint
         print(f'Unable to load checkpoint from "{fpath}"')
         raise ValueError(
             f'"{fpath}" is not a readable PyTorch checkpoint ({e}); expected a file written by torch.save '
