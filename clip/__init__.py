@@ -2,11 +2,12 @@
 
 Public API (docs/design.md, section "CLIP"): `available_models`, `load`, `load_state_dict`, `build_model`,
 `build_visual`, `tokenize`, `PromptDesign`; modules `clip.model` (CLIP, TextEncoder, ...), `clip.loading`,
-`clip.download`, `clip.tokenizer`. This package imports nothing from `dassl`, `trainers` or `datasets`.
+`clip.download` (module: `download`, `sha256_file`), `clip.tokenizer`.
+This package imports nothing from `dassl`, `trainers` or `datasets`.
 """
 
 from .design import PromptDesign
-from .download import ChecksumError, download
+from .download import ChecksumError
 from .loading import (
     CLIPLoadError,
     NotACheckpointError,
@@ -36,7 +37,6 @@ __all__ = [
     "available_models",
     "build_model",
     "build_visual",
-    "download",
     "get_tokenizer",
     "image_transform",
     "infer_architecture",
