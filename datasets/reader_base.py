@@ -52,6 +52,23 @@ def read_classnames(text_file: str) -> dict[str, str]:
     return classnames
 
 
+def _cached_split(
+    cached: dict[str, Any] | None, path: str, keys: tuple[str, ...], with_rng_state: bool = False
+) -> dict[str, Any] | None:
+    """The validated ``split`` of a cache entry, or None (logged) when absent or malformed: it is rebuilt."""
+    if cached is None:
+        return None
+    try:
+        split = parse_split_items(cached["split"], path, keys=keys)
+        if with_rng_state:
+            state = cached["rng_state"]
+            random.Random().setstate((state[0], tuple(state[1]), state[2]))
+        return split
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        logger.warning("Ignoring malformed cache file %s (%s); it will be rebuilt", path, e)
+        return None
+
+
 class BenchmarkDataset(DatasetBase):
     """A reader with train/val/test (datasets.md §1-§7). Subclasses set the class attributes and hooks.
 
@@ -103,12 +120,12 @@ class BenchmarkDataset(DatasetBase):
             return (*self.generate_split(rng), "official:" + key)
         cache_path = os.path.join(self.cache_root, f"split-seed_{self.seed}-{key}.json")
         cached = read_cache(cache_path) if self.seed is not None else None
-        if cached is not None:
+        split = _cached_split(cached, cache_path, ("train", "val", "test"), with_rng_state=True)
+        if split is not None:
             logger.info("Reading generated split from cache %s", cache_path)
-            split = parse_split_items(cached["split"], cache_path)
-            lists = [items_to_datums(split[k], self.image_dir, f"cached split {cache_path}") for k in split]
             state = cached["rng_state"]
             rng.setstate((state[0], tuple(state[1]), state[2]))
+            lists = [items_to_datums(split[k], self.image_dir, f"cached split {cache_path}") for k in split]
             return lists[0], lists[1], lists[2], "generated:" + key
         train, val, test = self.generate_split(rng)
         raise_if_missing([d.impath for d in (*train, *val, *test)], f"the annotation files of {self.dataset_dir}")
@@ -151,9 +168,9 @@ class BenchmarkDataset(DatasetBase):
         key = fingerprint(name, num_shots, self.seed, inputs_key)
         cache_path = os.path.join(self.cache_root, f"fewshot-shot_{num_shots}-seed_{self.seed}-{key}.json")
         cached = read_cache(cache_path) if self.seed is not None else None
-        if cached is not None:
+        split = _cached_split(cached, cache_path, ("train", "val") if val is not None else ("train",))
+        if split is not None:
             logger.info("Loading few-shot data from cache %s", cache_path)
-            split = parse_split_items(cached["split"], cache_path, keys=tuple(cached["split"]))
             source = f"few-shot cache {cache_path}"
             new_train = items_to_datums(split["train"], self.dataset_dir, source)
             new_val = items_to_datums(split["val"], self.dataset_dir, source) if "val" in split else val

@@ -3,6 +3,7 @@ split path, few-shot rule, base/new, caches outside a read-only root, upstream p
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -269,3 +270,16 @@ def test_fgvc_aircraft_uses_official_lists_and_writes_nothing(tmp_path) -> None:
     few = build(tmp_path / "data", "FGVCAircraft", tmp_path / "cache", num_shots=2, seed=1, val_source="val")
     rng = random.Random(1)
     assert few.train_x == few_shot_rule(ds.train_x, 2, rng) and few.val == few_shot_rule(ds.val, 2, rng)
+
+
+def test_malformed_cache_entries_are_rebuilt(tmp_path) -> None:
+    fx.make_oxford_pets(tmp_path / "data")
+    first = build(tmp_path / "data", "OxfordPets", tmp_path / "cache", num_shots=1, seed=1, val_source="val")
+    for path in (tmp_path / "cache" / "OxfordPets").iterdir():
+        data = json.loads(path.read_text())
+        data.pop("rng_state" if path.name.startswith("split") else "split")
+        path.write_text(json.dumps(data))
+    again = build(tmp_path / "data", "OxfordPets", tmp_path / "cache", num_shots=1, seed=1, val_source="val")
+    assert (again.train_x, again.val, again.test) == (first.train_x, first.val, first.test)
+    rebuilt = {p.name.split("-")[0]: json.loads(p.read_text()) for p in (tmp_path / "cache" / "OxfordPets").iterdir()}
+    assert "rng_state" in rebuilt["split"] and "split" in rebuilt["fewshot"]
