@@ -20,6 +20,7 @@ DDP_OPTS = {
     "TRAINER.TOYNET.DROPOUT": 0.0,
     "OPTIM.MAX_EPOCH": 2,
     "OPTIM.LR": 0.1,
+    "TRAINER.TOYNET.EXTRA_HEAD": True,  # a trainable registered module outside self.model (explicit grad sync)
 }
 
 
@@ -49,11 +50,12 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     out_one = tmp_path / "one"
     single = train.main(toy_argv(root, str(out_one), opts=DDP_OPTS))
 
-    ddp_state = torch.load(out_ddp / "model" / "model.pth.tar-2", weights_only=True)["state_dict"]
-    assert set(ddp_state) == set(single.model.state_dict())  # saved unwrapped: no 'module.' prefix
-    for key, value in single.model.state_dict().items():
-        torch.testing.assert_close(ddp_state[key], value, rtol=1e-5, atol=1e-6)
-    assert not torch.equal(ddp_state["net.1.weight"], torch.zeros_like(ddp_state["net.1.weight"]))
+    for name in ("model", "extra"):
+        ddp_state = torch.load(out_ddp / name / "model.pth.tar-2", weights_only=True)["state_dict"]
+        single_state = single._models[name].state_dict()
+        assert set(ddp_state) == set(single_state)  # saved unwrapped: no 'module.' prefix
+        for key, value in single_state.items():
+            torch.testing.assert_close(ddp_state[key], value, rtol=1e-5, atol=1e-6)
 
     # only rank 0 wrote files; the evaluator gathered all 12 test images from both ranks
     log = (out_ddp / "log.txt").read_text()

@@ -20,7 +20,7 @@ def _strip_classifier(model: nn.Module) -> tuple[nn.Module, int]:
             continue
         linears = [m for m in layer.modules() if isinstance(m, nn.Linear)] if isinstance(layer, nn.Module) else []
         if isinstance(layer, nn.Linear) or linears:
-            fdim = layer.in_features if isinstance(layer, nn.Linear) else linears[-1].in_features
+            fdim = layer.in_features if isinstance(layer, nn.Linear) else linears[0].in_features
             setattr(model, attr, nn.Identity())
             return model, fdim
     raise ValueError(f"Cannot find the classifier layer of {type(model).__name__} to expose its features")

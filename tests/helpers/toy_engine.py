@@ -19,7 +19,7 @@ from yacs.config import CfgNode as CN
 
 from dassl.config import register_cfg_defaults
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine import TRAINER_REGISTRY, TrainerX, TrainerXU
 from dassl.optim import build_lr_scheduler, build_optimizer
 
 TOY_CLASSES = ("red", "green", "blue")
@@ -72,6 +72,7 @@ def _add_toynet_defaults(cfg) -> None:
     cfg.TRAINER.TOYNET.NAN_AT_STEP = -1  # 0-based global step whose loss is made NaN (-1: never)
     cfg.TRAINER.TOYNET.HIDDEN = 32
     cfg.TRAINER.TOYNET.DROPOUT = 0.2
+    cfg.TRAINER.TOYNET.EXTRA_HEAD = False  # also train a registered module that is not inside self.model
     cfg.TRAINER.TOYNET.CRASH_AFTER_EPOCH = -1  # raise SimulatedCrash after this 1-based epoch (-1: never)
 
 
@@ -102,8 +103,17 @@ class ToyNet(TrainerX):
         self.optim = build_optimizer(self.model, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("model", self.model, self.optim, self.sched)
+        self.extra = None
+        if toy.EXTRA_HEAD:
+            self.extra = nn.Linear(self.num_classes, self.num_classes).to(self.device)
+            extra_optim = build_optimizer(self.extra, cfg.OPTIM)
+            self.register_model("extra", self.extra, extra_optim, build_lr_scheduler(extra_optim, cfg.OPTIM))
         self.loss_history: list[float] = []
         self.output_dtypes: set[torch.dtype] = set()
+
+    def model_inference(self, input):
+        output = self.model(input)
+        return self.extra(output) if self.extra is not None else output
 
     def after_epoch(self) -> None:
         super().after_epoch()
@@ -117,6 +127,8 @@ class ToyNet(TrainerX):
         image, label = self.parse_batch_train(batch)
         with self.autocast():
             output = self.model(image)
+            if self.extra is not None:
+                output = self.extra(output)
             loss = F.cross_entropy(output, label)
         self.output_dtypes.add(output.dtype)
         step = self.epoch * self.num_batches + self.batch_idx
@@ -128,6 +140,49 @@ class ToyNet(TrainerX):
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return {"loss": loss.item(), "acc": acc}
+
+
+@DATASET_REGISTRY.register()
+class ToyColorsU(ToyColors):
+    """ToyColors plus an unlabelled split (the test images without their use of labels) for TrainerXU."""
+
+    def __init__(self, cfg) -> None:
+        root = cfg.DATASET.ROOT
+        DatasetBase.__init__(
+            self, train_x=_read_split(root, "train"), train_u=_read_split(root, "test"), test=_read_split(root, "test")
+        )
+
+
+@TRAINER_REGISTRY.register()
+class ToyXU(TrainerXU):
+    """Supervised loss on the labelled batch plus entropy minimisation on the unlabelled one."""
+
+    def build_model(self) -> None:
+        h, w = self.cfg.INPUT.SIZE
+        self.model = ToyMLP(3 * h * w, 16, self.num_classes, 0.0).to(self.device)
+        self.optim = build_optimizer(self.model, self.cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, build_lr_scheduler(self.optim, self.cfg.OPTIM))
+        self.batch_sizes: list[tuple[int, int]] = []
+
+    def forward_backward(self, batch_x, batch_u):
+        input_x, label_x, input_u = self.parse_batch_train(batch_x, batch_u)
+        self.batch_sizes.append((input_x.shape[0], input_u.shape[0]))
+        loss_x = F.cross_entropy(self.model(input_x), label_x)
+        prob_u = self.model(input_u).softmax(1)
+        loss_u = -(prob_u * prob_u.clamp_min(1e-8).log()).sum(1).mean()
+        self.model_backward_and_update(loss_x + loss_u)
+        return {"loss_x": loss_x.item(), "loss_u": loss_u.item()}
+
+
+@TRAINER_REGISTRY.register()
+class ToySimpleNet(TrainerX):
+    """Uses SimpleTrainer's default build_model (SimpleNet on a torchvision backbone)."""
+
+    def forward_backward(self, batch):
+        image, label, _ = self.parse_batch_train(batch)
+        loss = F.cross_entropy(self.model(image), label)
+        self.model_backward_and_update(loss)
+        return {"loss": loss.item()}
 
 
 def toy_argv(root: str, output_dir: str, *extra: str, opts: dict | None = None, seed: int | None = 1) -> list[str]:
