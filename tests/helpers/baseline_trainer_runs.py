@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tests.helpers.dataset_fixtures import make_caltech101
+from tests.helpers.dataset_fixtures import DatasetFixture, make_caltech101
 from tests.helpers.tiny_clip import save_tiny_clip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +25,7 @@ class TinySetup:
     cache: Path
     classnames: list[str]
     tmp: Path
+    fixture: DatasetFixture
 
     def args(
         self,
@@ -36,9 +37,10 @@ class TinySetup:
         epochs: int | None = 2,
         eval_from: Path | None = None,
         load_epoch: int | None = None,
+        eval_only: bool = False,
     ) -> list[str]:
         """``train.py`` arguments for ``trainer`` with ``configs/trainers/<config>.yaml``; ``eval_from`` adds
-        ``--eval-only --model-dir eval_from [--load-epoch load_epoch]``."""
+        ``--eval-only --model-dir eval_from [--load-epoch load_epoch]``, ``eval_only`` just ``--eval-only``."""
         overrides = [
             "INPUT.SIZE", "(32, 32)",
             "DATALOADER.NUM_WORKERS", "0",
@@ -54,7 +56,8 @@ class TinySetup:
             "--dataset-config-file", str(ROOT / "configs/datasets/caltech101.yaml"),
             "--config-file", str(ROOT / f"configs/trainers/{config}.yaml"),
             "--output-dir", str(output),
-            *(["--eval-only", "--model-dir", str(eval_from)] if eval_from is not None else []),
+            *(["--eval-only"] if eval_only or eval_from is not None else []),
+            *(["--model-dir", str(eval_from)] if eval_from is not None else []),
             *(["--load-epoch", str(load_epoch)] if load_epoch is not None else []),
             *overrides,
             *opts,
@@ -66,7 +69,7 @@ def make_tiny_setup(tmp_path: Path, classes: int = 5, per_class: int = 6, **clip
     fixture = make_caltech101(tmp_path / "data", num_classes=classes, per_class=per_class, size=32)
     clip_file = tmp_path / "tiny-clip.pt"
     save_tiny_clip(clip_file, fmt="state_dict", **clip_kw)
-    return TinySetup(tmp_path / "data", clip_file, tmp_path / "cache", list(fixture.classnames), tmp_path)
+    return TinySetup(tmp_path / "data", clip_file, tmp_path / "cache", list(fixture.classnames), tmp_path, fixture)
 
 
 def run_train(args: list[str]):
