@@ -106,21 +106,30 @@ def items_to_datums(items: Iterable[Item], prefix_dir: str, source: str, check: 
 
     With ``check`` every path is tested once and all missing files are reported together, naming ``source``.
     """
-    paths_items = [(os.path.join(prefix_dir, rel), label, cname) for rel, label, cname in items]
+    base = prefix_dir.rstrip("/" + os.sep) + os.sep if prefix_dir else ""  # plain concatenation: 1.3M items
+    paths_items = [(base + rel, label, cname) for rel, label, cname in items]
     if check:
         raise_if_missing([p for p, _, _ in paths_items], source)
     return [Datum(impath=p, label=label, classname=cname, check=False) for p, label, cname in paths_items]
 
 
 def datums_to_items(datums: Iterable[Datum], prefix_dir: str) -> list[Item]:
-    """Inverse of `items_to_datums`: paths relative to ``prefix_dir`` (upstream strips the prefix string, §11)."""
+    """Inverse of `items_to_datums`: paths relative to ``prefix_dir``.
+
+    Upstream removes the prefix string anywhere in the path (§11); here only a leading prefix is removed, which
+    gives the same result on real data. Fast path: plain string slicing (ImageNet has 1.3M items).
+    """
     prefix = os.path.abspath(prefix_dir)
+    head = prefix.rstrip(os.sep) + os.sep
     items = []
     for d in datums:
-        path = os.path.abspath(d.impath)
-        if os.path.commonpath([prefix, path]) != prefix:
-            raise ValueError(f"Image {d.impath} is not inside the split prefix folder {prefix_dir}; cannot write it")
-        items.append((os.path.relpath(path, prefix).replace(os.sep, "/"), int(d.label), d.classname))
+        path = d.impath
+        if not path.startswith(head):
+            path = os.path.abspath(path)
+            if os.path.commonpath([prefix, path]) != prefix:
+                raise ValueError(f"Image {d.impath} is outside the split prefix folder {prefix_dir}; cannot write it")
+        rel = path[len(head) :] if path.startswith(head) else os.path.relpath(path, prefix)
+        items.append((rel.replace(os.sep, "/") if os.sep != "/" else rel, int(d.label), d.classname))
     return items
 
 
