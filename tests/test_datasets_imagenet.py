@@ -132,3 +132,16 @@ def test_imagenet_flat_val_folder_is_explained(tmp_path) -> None:
         class_dir.rmdir()
     with pytest.raises(FileNotFoundError, match=r"same wnid folders(.|\n)*flat folder(.|\n)*DATASETS.md"):
         build(tmp_path / "data", "ImageNet", tmp_path / "cache")
+
+
+def test_imagenet_upstream_few_shot_pickle_holds_train_only(tmp_path) -> None:
+    fixture = fx.make_imagenet(tmp_path / "data", num_classes=2)
+    chosen = [Datum("/x/imagenet/images/train/n01440764/n01440764_0002.JPEG", label=0, classname="tench", check=False)]
+    pkl = fixture.dataset_dir / "split_fewshot" / "shot_1-seed_1.pkl"
+    pkl.parent.mkdir()
+    pkl.write_bytes(pickle.dumps({"train": chosen}))
+    ds = build(tmp_path / "data", "ImageNet", tmp_path / "cache", num_shots=1, seed=1)
+    assert rel(ds.train_x, fixture.dataset_dir) == [("images/train/n01440764/n01440764_0002.JPEG", 0, "tench")]
+    assert len(ds.test) == 4
+    unseeded = build(tmp_path / "data", "ImageNet", tmp_path / "cache", num_shots=1, seed=-1)
+    assert len(unseeded.train_x) == 2  # an unseeded run never reuses a cache (it samples 1 per class)
