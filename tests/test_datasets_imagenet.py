@@ -143,5 +143,6 @@ def test_imagenet_upstream_few_shot_pickle_holds_train_only(tmp_path) -> None:
     ds = build(tmp_path / "data", "ImageNet", tmp_path / "cache", num_shots=1, seed=1)
     assert rel(ds.train_x, fixture.dataset_dir) == [("images/train/n01440764/n01440764_0002.JPEG", 0, "tench")]
     assert len(ds.test) == 4
+    (pkl.parent / "shot_1-seed_-1.pkl").write_bytes(pkl.read_bytes())
     unseeded = build(tmp_path / "data", "ImageNet", tmp_path / "cache", num_shots=1, seed=-1)
-    assert len(unseeded.train_x) == 2  # an unseeded run never reuses a cache (it samples 1 per class)
+    assert len(unseeded.train_x) == 2  # upstream's seed_-1 pickle is ignored: unseeded runs sample afresh
