@@ -8,9 +8,11 @@ fallback), pairs base and novel per dataset and seed, and prints one table per e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from reporting.files import write_text_atomic
 from reporting.plot import PlotUnavailableError, plot_tables
@@ -89,11 +91,50 @@ def _run_upstream_mode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; ignore
+        pass
+
+
+@contextlib.contextmanager
+def _diagnostics_to_stderr() -> Iterator[None]:
+    """Warnings and notes go to stderr only, so stdout holds nothing but the table (``--format json | jq``),
+    whatever handlers the process's root logger has (the engine tees the root logger into stdout)."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    loggers = [logging.getLogger("reporting"), logger]
+    saved = [(lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+        if lg.level == logging.NOTSET:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, (propagate, level) in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.propagate, lg.level = propagate, level
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    with _diagnostics_to_stderr():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.directory):
         logger.error("%r is not a folder; pass the output folder the runs wrote into", args.directory)
         return EXIT_PROBLEMS

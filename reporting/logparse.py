@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 FINISH_SIGNAL = "Finish training"
 RESULT_SIGNAL = "=> result"
+B2N_SIGNAL = "=> base-to-novel result"  # our PromptKD trainer: base_accuracy / novel_accuracy / HM lines
 _ARGS_BANNER = "** Arguments **"
 _CONFIG_BANNER = "** Config **"
 _EVAL_LINE = re.compile(r"Evaluate on the \*(\w+)\* set")
@@ -37,6 +38,7 @@ class ResultBlock:
     split: str | None  # from the preceding "Evaluate on the *split* set" line, None when absent
     after_finish: bool  # printed after "Finish training" in the same invocation
     metrics: dict[str, float] = field(default_factory=dict)
+    kind: str = "result"  # "result" (evaluator block) or "base2novel" (PromptKD's summary block)
 
 
 @dataclass
@@ -61,12 +63,23 @@ class Invocation:
 
     def final_block(self) -> ResultBlock | None:
         """The run's final result: last block after ``Finish training``, or the last block of an eval-only run."""
+        blocks = [b for b in self.blocks if b.kind == "result"]
         if self.finished:
-            after = [b for b in self.blocks if b.after_finish]
+            after = [b for b in blocks if b.after_finish]
             return after[-1] if after else None
-        if self.eval_only and self.blocks:
-            return self.blocks[-1]
+        if self.eval_only and blocks:
+            return blocks[-1]
         return None
+
+    def base2novel_block(self) -> ResultBlock | None:
+        """PromptKD's ``=> base-to-novel result`` block of the final evaluation, if printed."""
+        final = self.final_block()
+        blocks = [
+            b
+            for b in self.blocks
+            if b.kind == "base2novel" and b.after_finish == (final is not None and final.after_finish)
+        ]
+        return blocks[-1] if blocks else None
 
     def upstream_value(self, regex: re.Pattern[str], end_signal: str) -> float | None:
         """Upstream's rule inside this invocation: the last regex match on a line at or after the end signal."""
@@ -145,8 +158,9 @@ def _read_args_and_results(inv: Invocation) -> None:
             split = match.group(1)
             block = None
             continue
-        if line == RESULT_SIGNAL:
-            block = ResultBlock(split=split, after_finish=inv.finished)
+        if line in (RESULT_SIGNAL, B2N_SIGNAL):
+            kind = "result" if line == RESULT_SIGNAL else "base2novel"
+            block = ResultBlock(split=split, after_finish=inv.finished, kind=kind)
             inv.blocks.append(block)
             split = None
             continue

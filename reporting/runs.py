@@ -139,9 +139,9 @@ def _fill_from_jsonl(run: Run, records: list[dict], path: str) -> None:
         for key, attr in (("dataset", "dataset"), ("trainer", "trainer"), ("modal", "modal")):
             if record.get(key) is not None:
                 setattr(run, attr, str(record[key]))
-        if isinstance(record.get("seed"), int):
+        if isinstance(record.get("seed"), int) and record["seed"] >= 0:  # negative = unseeded: no seed
             run.seed = record["seed"]
-        if isinstance(record.get("num_shots"), int):
+        if isinstance(record.get("num_shots"), int) and record["num_shots"] >= 0:
             run.shots = record["num_shots"]
         event = record.get("event")
         if event == "eval" and record.get("phase") in FINAL_PHASES and isinstance(record.get("metrics"), dict):
@@ -178,7 +178,8 @@ def _fill_from_logs(run: Run) -> None:
     run.trainer = run.trainer or _config_text(config, "TRAINER.NAME")
     run.modal = run.modal or _config_text(config, "TRAINER.MODAL")
     if run.seed is None:
-        run.seed = _config_int(config, "SEED")
+        seed = _config_int(config, "SEED")
+        run.seed = seed if seed is not None and seed >= 0 else None
     if run.shots is None:
         run.shots = _config_int(config, "DATASET.NUM_SHOTS")
     if run.dataset:
@@ -189,6 +190,15 @@ def _fill_from_logs(run: Run) -> None:
     final = final_inv.final_block()
     assert final is not None
     run.source = final_inv.path
+    summary = final_inv.base2novel_block()
+    if summary is not None and {"base_accuracy", "novel_accuracy"} <= summary.metrics.keys():
+        # Our PromptKD prints the base block, the novel block, then "=> base-to-novel result".
+        tests = [b for b in final_inv.blocks if b.kind == "result" and b.after_finish == final.after_finish]
+        run.results["base"] = dict(tests[-2].metrics) if len(tests) >= 2 else {}
+        run.results["new"] = dict(final.metrics)
+        run.results["base"]["accuracy"] = summary.metrics["base_accuracy"]
+        run.results["new"]["accuracy"] = summary.metrics["novel_accuracy"]
+        return
     if (run.trainer or "").lower() == "promptkd" and (run.modal or "base2novel") == "base2novel":
         # Upstream PromptKD: the final test is on the novel classes; the base accuracy only appears as the
         # best per-epoch `val` result (val = base-class test images, checkpoint kept by best val; methods.md §4.8).

@@ -50,15 +50,17 @@ def _promptkd_tree(root, drop=()):
     return str(root)
 
 
-def _json_tables(capsys, caplog, argv):
-    caplog.clear()
+def _json_tables(capsys, argv):
+    """Exit code, the JSON tables from stdout, stderr."""
+    capsys.readouterr()
     code = main(argv + ["--format", "json"])
-    return code, json.loads(capsys.readouterr().out)["tables"], caplog.text
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out)["tables"], captured.err
 
 
-def test_promptkd_base2novel_pairs_and_averages(tmp_path, capsys, caplog):
+def test_promptkd_base2novel_pairs_and_averages(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output")
-    code, tables, _ = _json_tables(capsys, caplog, [root])
+    code, tables, _ = _json_tables(capsys, [root])
     assert code == 0
     (table,) = tables
     assert table["kind"] == "base2novel" and table["trainer"] == "PromptKD" and table["shots"] == 0
@@ -86,9 +88,9 @@ def test_promptkd_base2novel_pairs_and_averages(tmp_path, capsys, caplog):
     assert table["problems"] == []
 
 
-def test_ci95_uses_sample_std(tmp_path, capsys, caplog):
+def test_ci95_uses_sample_std(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output")
-    _, tables, _ = _json_tables(capsys, caplog, [root, "--ci95"])
+    _, tables, _ = _json_tables(capsys, [root, "--ci95"])
     pets = tables[0]["rows"][0]["cells"]
     assert tables[0]["spread"] == "ci95"
     assert pets["base"]["spread"] == pytest.approx(1.96 * 2.0 / math.sqrt(3))
@@ -126,7 +128,7 @@ def test_markdown_csv_and_output_file(tmp_path, capsys):
     assert pets_base["spread_kind"] == "std" and pets_base["table"] == "base2novel"
 
 
-def test_missing_and_unfinished_seeds_are_listed_and_marked(tmp_path, capsys, caplog):
+def test_missing_and_unfinished_seeds_are_listed_and_marked(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output", drop={("DescribableTextures", 3)})
     os.remove(
         os.path.join(
@@ -141,7 +143,7 @@ def test_missing_and_unfinished_seeds_are_listed_and_marked(tmp_path, capsys, ca
             "results.jsonl",
         )
     )
-    code, tables, log = _json_tables(capsys, caplog, [root])
+    code, tables, log = _json_tables(capsys, [root])
     assert code == 0
     table = tables[0]
     rows = {r["key"]: r for r in table["rows"]}
@@ -163,9 +165,9 @@ def test_missing_and_unfinished_seeds_are_listed_and_marked(tmp_path, capsys, ca
     capsys.readouterr()
 
 
-def test_expected_seeds_flag(tmp_path, capsys, caplog):
+def test_expected_seeds_flag(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output")
-    code, tables, _ = _json_tables(capsys, caplog, [root, "--seeds", "1", "2", "3", "4", "--strict"])
+    code, tables, _ = _json_tables(capsys, [root, "--seeds", "1", "2", "3", "4", "--strict"])
     assert code == 1
     assert tables[0]["rows"][0]["expected"] == 4
     assert [p["description"] for p in tables[0]["problems"]] == [
@@ -286,9 +288,9 @@ def _cross_tree(root) -> str:
     return root
 
 
-def test_cross_dataset_table_with_source_and_compare(tmp_path, capsys, caplog):
+def test_cross_dataset_table_with_source_and_compare(tmp_path, capsys):
     root = _cross_tree(str(tmp_path / "output"))
-    code, tables, _ = _json_tables(capsys, caplog, [root, "--source", "imagenet", "--compare", REFERENCE])
+    code, tables, _ = _json_tables(capsys, [root, "--source", "imagenet", "--compare", REFERENCE])
     assert code == 0
     (table,) = tables
     assert table["kind"] == "cross" and table["experiment"] == "evaluation/PromptSRC/cfg_Kshots"
@@ -304,7 +306,7 @@ def test_cross_dataset_table_with_source_and_compare(tmp_path, capsys, caplog):
     assert avg["reference"]["accuracy"] == pytest.approx((93.60 + 46.87 + 77.80) / 3)
 
 
-def test_fewshot_table(tmp_path, capsys, caplog):
+def test_fewshot_table(tmp_path, capsys):
     root = str(tmp_path / "output")
     accs = {
         ("caltech101", 1): [80.0, 82.0],
@@ -321,7 +323,7 @@ def test_fewshot_table(tmp_path, capsys, caplog):
                     {"caltech101": "Caltech101", "eurosat": "EuroSAT"}[folder], seed, "CoOp", acc, shots=shots
                 ),
             )
-    code, tables, _ = _json_tables(capsys, caplog, [root])
+    code, tables, _ = _json_tables(capsys, [root])
     assert code == 0
     (table,) = tables
     assert table["kind"] == "fewshot"
@@ -335,9 +337,9 @@ def test_fewshot_table(tmp_path, capsys, caplog):
     assert [p["description"] for p in table["problems"]] == ["EuroSAT, 16 shots, seed 2: result: no run found"]
 
 
-def test_compare_with_paper_numbers(tmp_path, capsys, caplog):
+def test_compare_with_paper_numbers(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output")
-    code, tables, _ = _json_tables(capsys, caplog, [root, "--compare", REFERENCE])
+    code, tables, _ = _json_tables(capsys, [root, "--compare", REFERENCE])
     assert code == 0
     rows = {r["key"]: r for r in tables[0]["rows"]}
     assert rows["OxfordPets"]["reference"] == {"base": 96.30, "novel": 98.01, "hm": 97.15}
@@ -350,18 +352,17 @@ def test_compare_with_paper_numbers(tmp_path, capsys, caplog):
     text = capsys.readouterr().out
     assert "Ref Base" in text and "Δ HM" in text and "-4.30" in text
     # A method missing from the reference: a warning listing what is available, no reference columns.
-    caplog.clear()
-    _, tables, log = _json_tables(capsys, caplog, [root, "--compare", REFERENCE, "--ref-method", "PromptKDx"])
+    _, tables, log = _json_tables(capsys, [root, "--compare", REFERENCE, "--ref-method", "PromptKDx"])
     assert tables[0]["reference"] is None and "did you mean 'PromptKD'" in log
 
 
-def test_compare_full_benchmark_uses_published_average(tmp_path, capsys, caplog):
+def test_compare_full_benchmark_uses_published_average(tmp_path, capsys):
     with open(REFERENCE) as f:
         paper = json.load(f)["base2novel"]["PromptKD"]
     for dataset, ref in ((k, v) for k, v in paper.items() if k != "Average"):
         # our numbers: the paper's minus 1 point on base, one seed each
         promptkd_b2n_run(str(tmp_path / "out"), dataset.lower(), dataset, 1, ref["base"] - 1.0, ref["novel"])
-    code, tables, _ = _json_tables(capsys, caplog, [str(tmp_path / "out"), "--compare", REFERENCE])
+    code, tables, _ = _json_tables(capsys, [str(tmp_path / "out"), "--compare", REFERENCE])
     avg = tables[0]["average"]
     assert code == 0 and avg["label"] == "Average (11)"
     assert avg["reference"] == {"base": 86.96, "novel": 80.73, "hm": 83.73}

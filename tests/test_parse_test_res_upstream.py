@@ -21,16 +21,16 @@ def _seed_tree(root, finals, val_accs=(99.9, 98.8), name="exp") -> str:
     return directory
 
 
-def _run(capsys, caplog, argv) -> tuple[int, list[str], str]:
-    """Exit code, stdout lines, and the log messages (warnings go to stderr through logging)."""
-    caplog.clear()
+def _run(capsys, argv) -> tuple[int, list[str], str]:
+    """Exit code, stdout lines, and stderr (warnings)."""
     code = main(argv)
-    return code, capsys.readouterr().out.splitlines(), caplog.text
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
 
 
-def test_single_experiment_prints_upstream_lines_with_population_std(tmp_path, capsys, caplog):
+def test_single_experiment_prints_upstream_lines_with_population_std(tmp_path, capsys):
     directory = _seed_tree(tmp_path, [90.0, 92.0, 94.0])
-    code, lines, _ = _run(capsys, caplog, [directory])
+    code, lines, _ = _run(capsys, [directory])
     assert code == 0
     # per-epoch val results (99.9, 98.8) come before "Finish training" and are ignored
     assert lines == [
@@ -44,22 +44,22 @@ def test_single_experiment_prints_upstream_lines_with_population_std(tmp_path, c
     ]
 
 
-def test_ci95_and_keyword(tmp_path, capsys, caplog):
+def test_ci95_and_keyword(tmp_path, capsys):
     directory = _seed_tree(tmp_path, [90.0, 92.0, 94.0])
-    _, lines, _ = _run(capsys, caplog, [directory, "--ci95"])
+    _, lines, _ = _run(capsys, [directory, "--ci95"])
     assert lines[-2] == "* average accuracy: 92.0% +- 1.8%"  # 1.96 * 1.633 / sqrt(3) = 1.848
-    _, lines, _ = _run(capsys, caplog, [directory, "--keyword", "macro_f1"])
+    _, lines, _ = _run(capsys, [directory, "--keyword", "macro_f1"])
     assert lines[2] == f"file: {directory}/seed1/log.txt. macro_f1: 89.5%. "
     assert lines[-2] == "* average macro_f1: 91.5% +- 1.6%"
-    _, lines, _ = _run(capsys, caplog, [directory, "--keyword", "error"])
+    _, lines, _ = _run(capsys, [directory, "--keyword", "error"])
     assert lines[-2] == "* average error: 8.0% +- 1.6%"
 
 
-def test_multi_exp(tmp_path, capsys, caplog):
+def test_multi_exp(tmp_path, capsys):
     _seed_tree(tmp_path, [90.0, 92.0], name="exp_a")
     _seed_tree(tmp_path, [70.0, 75.0], name="exp_b")
     root = str(tmp_path)
-    code, lines, _ = _run(capsys, caplog, [root, "--multi-exp"])
+    code, lines, _ = _run(capsys, [root, "--multi-exp"])
     assert code == 0
     assert lines == [
         "===",
@@ -79,11 +79,11 @@ def test_multi_exp(tmp_path, capsys, caplog):
     ]
 
 
-def test_test_log_reads_eval_only_runs(tmp_path, capsys, caplog):
+def test_test_log_reads_eval_only_runs(tmp_path, capsys):
     directory = str(tmp_path / "test_new")
     for seed, acc in enumerate([80.0, 85.0], 1):
         write(os.path.join(directory, f"seed{seed}", "log.txt"), eval_log("DescribableTextures", seed, "CoOp", acc))
-    code, lines, _ = _run(capsys, caplog, [directory, "--test-log"])
+    code, lines, _ = _run(capsys, [directory, "--test-log"])
     assert code == 0
     assert lines[2:] == [
         f"file: {directory}/seed1/log.txt. accuracy: 80.0%. ",
@@ -92,23 +92,23 @@ def test_test_log_reads_eval_only_runs(tmp_path, capsys, caplog):
         "===",
     ]
     # Without --test-log an eval-only log has no "Finish training": nothing found, non-zero exit.
-    code, _, err = _run(capsys, caplog, [directory, "--table", "upstream"])
+    code, _, err = _run(capsys, [directory, "--table", "upstream"])
     assert code == 1 and "Nothing found" in err
 
 
-def test_stray_entries_are_skipped_with_warning_and_strict_fails(tmp_path, capsys, caplog):
+def test_stray_entries_are_skipped_with_warning_and_strict_fails(tmp_path, capsys):
     directory = _seed_tree(tmp_path, [90.0, 92.0])
     write(os.path.join(directory, "notes.txt"), "not a run\n")
     os.makedirs(os.path.join(directory, "seed9_crashed"))
-    code, lines, err = _run(capsys, caplog, [directory])
+    code, lines, err = _run(capsys, [directory])
     assert code == 0
     assert lines[-2] == "* average accuracy: 91.0% +- 1.0%"
     assert "notes.txt" in err and "seed9_crashed" in err
-    code, _, _ = _run(capsys, caplog, [directory, "--strict"])
+    code, _, _ = _run(capsys, [directory, "--strict"])
     assert code == 1
 
 
-def test_rerun_appended_to_log_is_read_per_invocation(tmp_path, capsys, caplog):
+def test_rerun_appended_to_log_is_read_per_invocation(tmp_path, capsys):
     directory = str(tmp_path / "exp")
     # seed1: a finished run, then a re-run appended to the same log that was interrupted after an epoch whose
     # val result (50.0) comes after the first run's "Finish training": upstream would report 50.0.
@@ -120,19 +120,19 @@ def test_rerun_appended_to_log_is_read_per_invocation(tmp_path, capsys, caplog):
     write(log2, upstream_log("OxfordPets", 2, "CoOp", None, val_accs=[60.0, 61.0]))
     write(log2, upstream_log("OxfordPets", 2, "CoOp", 94.0, val_accs=[70.0, 71.0]), append=True)
     assert len(parse_log_text(open(log1).read())) == 2
-    _, lines, _ = _run(capsys, caplog, [directory])
+    _, lines, _ = _run(capsys, [directory])
     assert lines[2:4] == [f"file: {log1}. accuracy: 90.0%. ", f"file: {log2}. accuracy: 94.0%. "]
     assert lines[4] == "* average accuracy: 92.0% +- 2.0%"
 
 
-def test_legacy_timestamped_logs_are_read(tmp_path, capsys, caplog):
+def test_legacy_timestamped_logs_are_read(tmp_path, capsys):
     directory = str(tmp_path / "exp")
     write(os.path.join(directory, "seed1", "log.txt"), upstream_log("OxfordPets", 1, "CoOp", None))
     newer = write(
         os.path.join(directory, "seed1", "log.txt-2024-03-01-12-00-00"), upstream_log("OxfordPets", 1, "CoOp", 93.0)
     )
     write(os.path.join(directory, "seed2", "log.txt"), upstream_log("OxfordPets", 2, "CoOp", 91.0))
-    _, lines, _ = _run(capsys, caplog, [directory])
+    _, lines, _ = _run(capsys, [directory])
     assert lines[2] == f"file: {newer}. accuracy: 93.0%. "
     assert lines[4] == "* average accuracy: 92.0% +- 1.0%"
 
@@ -144,7 +144,7 @@ def test_keyword_is_regex_escaped():
     assert upstream_metric_regex("accuracy").search("* accuracy: 1.5e+01%").group(1) == "1.5e+01"
 
 
-def test_output_file_is_written(tmp_path, capsys, caplog):
+def test_output_file_is_written(tmp_path, capsys):
     directory = _seed_tree(tmp_path, [90.0, 92.0])
     out = tmp_path / "res" / "upstream.txt"
     assert main([directory, "--output", str(out)]) == 0
@@ -153,8 +153,8 @@ def test_output_file_is_written(tmp_path, capsys, caplog):
     assert not [p for p in os.listdir(out.parent) if p.startswith(".tmp")]
 
 
-def test_missing_directory_is_an_error(tmp_path, capsys, caplog):
-    code, _, err = _run(capsys, caplog, [str(tmp_path / "nope")])
+def test_missing_directory_is_an_error(tmp_path, capsys):
+    code, _, err = _run(capsys, [str(tmp_path / "nope")])
     assert code == 1 and "not a folder" in err
 
 
