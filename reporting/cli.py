@@ -146,7 +146,8 @@ def _main(args: argparse.Namespace) -> int:
     if not runs:
         logger.error("Nothing found in %s: no folder holds results.jsonl or log.txt", args.directory)
         return EXIT_PROBLEMS
-    tables = build_tables(runs, args.table, args.keyword, args.ci95, args.seeds, args.source)
+    root_label = os.path.basename(os.path.abspath(args.directory))
+    tables = build_tables(runs, args.table, args.keyword, args.ci95, args.seeds, args.source, root_label)
     if args.compare:
         reference = load_reference(args.compare)
         for table in tables:

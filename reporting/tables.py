@@ -120,15 +120,18 @@ def build_tables(
     ci95: bool = False,
     seeds: Iterable[int] | None = None,
     source: str | None = None,
+    root_label: str = "",
 ) -> list[Table]:
-    """One table per experiment (and per shot count for base2novel / cross)."""
+    """One table per experiment (and per shot count for base2novel / cross); ``root_label`` names the experiment
+    when the scanned folder is the experiment itself."""
     tables = []
     for experiment, group in group_experiments(runs).items():
+        experiment = experiment or root_label
         table_kind = detect_kind(group) if kind == "auto" else kind
         if table_kind not in TABLE_KINDS:
             raise ValueError(f"table kind {kind!r} is not one of {('auto',) + TABLE_KINDS}")
         if table_kind == "fewshot":
-            tables.append(_build_fewshot(experiment, group, metric, ci95, seeds))
+            tables.append(_note_sources(_build_fewshot(experiment, group, metric, ci95, seeds), group))
             continue
         by_shots: dict[int | None, list[Run]] = defaultdict(list)
         for run in group:
@@ -136,10 +139,24 @@ def build_tables(
         for shots in sorted(by_shots, key=lambda s: -1 if s is None else s):
             sub = by_shots[shots]
             if table_kind == "base2novel":
-                tables.append(_build_base2novel(experiment, shots, sub, metric, ci95, seeds))
+                table = _build_base2novel(experiment, shots, sub, metric, ci95, seeds)
             else:
-                tables.append(_build_cross(experiment, shots, sub, metric, ci95, seeds, source))
+                table = _build_cross(experiment, shots, sub, metric, ci95, seeds, source)
+            tables.append(_note_sources(table, sub))
     return tables
+
+
+def _note_sources(table: Table, runs: list[Run]) -> Table:
+    """Say when values come from text logs (one decimal) or were derived rather than read."""
+    from_logs = [r for r in runs if r.finished and not r.source.endswith("results.jsonl")]
+    if from_logs:
+        table.notes.append(
+            f"{len(from_logs)} of {len(runs)} runs read from log.txt (no final result in results.jsonl): their values "
+            "carry the log's one decimal."
+        )
+    for note in sorted({r.note for r in runs if r.note}):
+        table.notes.append(f"Some runs: {note}.")
+    return table
 
 
 def _expected_seeds(runs: list[Run], seeds: Iterable[int] | None) -> list[int | None]:
@@ -330,6 +347,11 @@ def _build_fewshot(experiment, runs, metric, ci95, seeds) -> Table:
     expected = _expected_seeds(runs, seeds)
     datasets = _datasets(runs, experiment, None, problems)
     shots_values = sorted({r.shots for r in runs if r.shots is not None})
+    for run in runs:
+        if run.shots is None:
+            problems.append(
+                Problem(experiment, run.dataset, run.seed, None, f"shot count unknown, left out: {run.path}")
+            )
     index: dict[tuple[str, int | None, int | None], list[Run]] = defaultdict(list)
     for run in runs:
         if run.dataset is not None:

@@ -400,3 +400,23 @@ def test_reference_file_is_consistent():
     cross = ref["cross_dataset"]["PromptKD"]
     assert _mean([v for k, v in cross.items() if k != "Average"]) == pytest.approx(cross["Average"], abs=0.006)
     assert ref["domain_generalization"]["PromptKD"]["ImageNetA"] == 70.36
+
+
+def test_auto_mode_on_promptkd_seed_folders_gives_the_table(tmp_path, capsys):
+    # DIR/seed_1, DIR/seed_2 is upstream's layout, but these runs pair base with novel: a table, not one number.
+    root = _promptkd_tree(tmp_path / "output")
+    exp = os.path.join(
+        root, "base2new", "train_base", "oxford_pets", "shots_0", "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx"
+    )
+    assert main([exp]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Base-to-novel: vit_b16_c2_ep20_batch8_4+4ctx (shots 0)")
+    assert "OxfordPets" in out and "92.00 ± 2.00" in out
+    assert main([exp, "--table", "upstream"]) == 0  # upstream's number on request: results.jsonl, last final record
+    assert capsys.readouterr().out.splitlines()[-2] == "* average accuracy: 82.0% +- 1.6%"
+
+
+def test_log_sourced_values_are_noted(tmp_path, capsys):
+    root = _two_run_tree(str(tmp_path / "output"), use_logs=True)
+    assert main([root]) == 0
+    assert "4 of 4 runs read from log.txt" in capsys.readouterr().out
