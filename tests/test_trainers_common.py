@@ -34,7 +34,10 @@ from trainers.common import (
 
 # Student-like (ViT, width 64, embed 32) and teacher-like (embed/text width 48) tiny CLIPs, both 32 px.
 STUDENT_CLIP = {"seed": 0}
+# 3 layers: deep prompts at blocks 1 and 2, so a checkpoint with a gap in them can be built.
 TEACHER_CLIP = {"seed": 1, "embed_dim": 48, "transformer_width": 48, "transformer_heads": 3}
+TEACHER_CLIP.update(vision_layers=3, transformer_layers=3)
+REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 5  # odd: base = 3, new = 2
 
 
@@ -58,8 +61,8 @@ def run_train(env: dict[str, str], trainer: str, config: str, out: Path | str, *
     """``train.main`` with the real YAML, overridden only for size, epochs, paths and workers."""
     argv = [
         "--root", env["root"], "--seed", "1", "--trainer", trainer,
-        "--dataset-config-file", "configs/datasets/caltech101.yaml",
-        "--config-file", f"configs/trainers/{trainer}/{config}.yaml", "--output-dir", str(out), *flags,
+        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
+        "--config-file", str(REPO / f"configs/trainers/{trainer}/{config}.yaml"), "--output-dir", str(out), *flags,
         "MODEL.BACKBONE.NAME", env["student"], "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "2",
         "DATALOADER.NUM_WORKERS", "0", "DATASET.CACHE_DIR", env["cache"], *opts,
     ]  # fmt: skip
@@ -177,7 +180,7 @@ def test_state_dict_holds_only_trained_state_and_strict_reload_works():
 
 def test_load_trained_state_accepts_full_upstream_files_and_names_problems():
     source = _perturbed(_Toy(), 0)
-    full = {k: v.clone() for k, v in nn.Module.state_dict(source).items()}  # unfiltered, like upstream
+    full = {k: v.clone() for k, v in source.state_dict().items()}  # no hooks installed: unfiltered, like upstream
     full["prompt_learner.token_prefix"] = torch.zeros(4, 1, 3)
     full["module.prompt_learner.ZS_image_encoder.w"] = torch.zeros(1)
     target = _perturbed(_Toy(), 1)

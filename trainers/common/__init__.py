@@ -13,8 +13,8 @@ Contract (what other trainers may import from ``trainers.common``):
 - Freezing (§3.0): ``freeze_by_name(model, frozen_markers=())``, ``is_prompt_parameter``,
   ``log_trainable_parameters(model)``.
 - Checkpoints (decision 9): ``install_trained_state_checkpointing(model)`` (``state_dict()`` = trainable params +
-  persistent buffers), ``load_trained_state(model, state_dict, ...)`` (exact key accounting),
-  ``TOKEN_BUFFER_KEYS``, ``trained_state_keys``.
+  persistent buffers), ``full_state_dict(model)`` (unfiltered), ``load_trained_state(model, state_dict, ...)``
+  (exact key accounting), ``TOKEN_BUFFER_KEYS``, ``trained_state_keys``.
 - Losses: ``kl_logit_loss(student_logits, teacher_logits, temperature)``.
 - ``CLIPPromptTrainer`` (``TrainerX`` base: PREC check, batch parsing, model registration, ``load_model``) and
   ``resolve_checkpoint_file``; ``trainer_node(cfg)`` returns ``cfg.TRAINER.<NAME>``.
@@ -23,6 +23,7 @@ Contract (what other trainers may import from ``trainers.common``):
 
 from .checkpoint import (
     TOKEN_BUFFER_KEYS,
+    full_state_dict,
     install_trained_state_checkpointing,
     load_trained_state,
     persistent_buffer_names,
@@ -59,6 +60,7 @@ __all__ = [
     "clean_classname",
     "count_phrase_tokens",
     "freeze_by_name",
+    "full_state_dict",
     "init_text_context",
     "install_trained_state_checkpointing",
     "is_prompt_parameter",

@@ -15,6 +15,7 @@ exactly: a missing trained key, an unknown key or a shape mismatch is an error n
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 __all__ = [
     "TOKEN_BUFFER_KEYS",
+    "full_state_dict",
     "install_trained_state_checkpointing",
     "load_trained_state",
     "persistent_buffer_names",
@@ -62,7 +64,21 @@ def _strip_module_prefix(key: str) -> str:
     return key[len("module.") :] if key.startswith("module.") else key
 
 
+_FULL_STATE = threading.local()
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The unfiltered ``state_dict()`` (frozen backbone included), e.g. to write an upstream-style file."""
+    _FULL_STATE.active = True
+    try:
+        return model.state_dict()
+    finally:
+        _FULL_STATE.active = False
+
+
 def _keep_trained_state(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    if getattr(_FULL_STATE, "active", False):
+        return
     keep = {prefix + key for key in trained_state_keys(module)}
     for key in [k for k in state_dict if k.startswith(prefix) and k not in keep]:
         del state_dict[key]

@@ -1,0 +1,267 @@
+"""PromptKD (methods.md §4): teacher from our PromptSRC checkpoints and official-layout files, text features
+computed once, KD loss, base/novel/HM reporting, student-only evaluation, checkpoints, real-size counts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import clip
+from clip.model import CLIP
+from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
+from trainers.common import freeze_by_name, full_state_dict, ivlp_design, load_clip_state_dict, prompt_texts
+from trainers.promptkd import TEACHER_TEXT_TOWER_RUNS, PromptKDStudent
+
+CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
+CROSS_CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets"
+STUDENT_KEYS = {
+    "image_encoder.VPT",
+    "image_encoder.transformer.resblocks.1.VPT_shallow",
+    "VPT_image_trans.conv1.0.weight",
+    "VPT_image_trans.conv1.0.bias",
+    "VPT_image_trans.conv1.1.weight",
+    "VPT_image_trans.conv1.1.bias",
+    "VPT_image_trans.conv1.1.running_mean",
+    "VPT_image_trans.conv1.1.running_var",
+    "VPT_image_trans.conv1.1.num_batches_tracked",
+    "VPT_image_trans.conv1.3.weight",
+    "VPT_image_trans.conv1.3.bias",
+    "text_features",
+}
+
+
+@pytest.fixture(scope="module")
+def teacher_run(trainer_env, tmp_path_factory):  # noqa: F811
+    """A ViT-L/14-style teacher trained by our PromptSRC on the base classes (the README's stage 1)."""
+    out = tmp_path_factory.mktemp("teacher")
+    opts = (
+        "MODEL.BACKBONE.NAME",
+        trainer_env["teacher"],
+        "DATASET.NUM_SHOTS",
+        "4",
+        "DATASET.SUBSAMPLE_CLASSES",
+        "base",
+    )
+    trainer = run_train(trainer_env, "PromptSRC", "vit_l14_c2_ep20_batch8_4+4ctx", out, *opts)
+    with torch.no_grad():
+        base_text_features = trainer.model.encode_text()  # (3 base classes, 48)
+    return {"dir": out, "base_text_features": base_text_features, "model": trainer.model}
+
+
+def kd_opts(env: dict, teacher_ckpt: str, *more: str) -> tuple[str, ...]:
+    return ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", env["teacher"],
+            "TRAINER.PROMPTKD.TEACHER_CKPT", teacher_ckpt, *more)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def distilled(trainer_env, teacher_run, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("kd")
+    runs_before = TEACHER_TEXT_TOWER_RUNS["count"]
+    trainer = run_train(trainer_env, "PromptKD", CONFIG, out, *kd_opts(trainer_env, str(teacher_run["dir"])))
+    return {"dir": out, "trainer": trainer, "text_tower_runs": TEACHER_TEXT_TOWER_RUNS["count"] - runs_before}
+
+
+def test_end_to_end_distillation_reports_base_novel_hm(distilled, teacher_run):
+    out, trainer = distilled["dir"], distilled["trainer"]
+    assert distilled["text_tower_runs"] == 1  # computed once, never per step or at evaluation
+
+    records = read_results(out)
+    base, new, summary = records[-3:]
+    assert (base["classes"], new["classes"], summary["event"]) == ("base", "new", "summary")
+    assert base["metrics"]["total"] == 6 and new["metrics"]["total"] == 4  # 3 base / 2 novel classes x 2 images
+    b, n = base["metrics"]["accuracy"], new["metrics"]["accuracy"]
+    assert summary["base"] == b and summary["novel"] == n
+    assert summary["hm"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+    log = (out / "log.txt").read_text()
+    tail = log[log.index("Finish training") :]
+    assert f"* base_accuracy: {b:.1f}%" in tail and f"* novel_accuracy: {n:.1f}%" in tail
+    assert f"* HM: {summary['hm']:.1f}%" in tail
+    assert tail.rindex("* accuracy:") > tail.index("* base_accuracy") - 200  # last accuracy block = novel (upstream)
+    assert "Model selection: last_step" in log
+
+    # stored text features: the teacher's normalised class features, rows of the base classes equal PromptSRC's own
+    features = trainer.model.text_features
+    assert features.shape == (5, 48)
+    torch.testing.assert_close(features.norm(dim=-1), torch.ones(5))
+    torch.testing.assert_close(features[:3], teacher_run["base_text_features"], rtol=1e-5, atol=1e-5)
+    assert trainer.teacher_image_encoder is not None and not hasattr(trainer, "teacher")  # text tower released
+
+    ckpt = torch.load(out / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)
+    assert set(ckpt["state_dict"]) == STUDENT_KEYS  # trainable tensors, BN statistics, stored features only
+    torch.testing.assert_close(ckpt["state_dict"]["text_features"], features)
+
+
+def test_eval_only_needs_no_teacher(trainer_env, distilled, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # no ./teacher_model here, and the teacher CLIP path does not exist either
+    runs_before = TEACHER_TEXT_TOWER_RUNS["count"]
+    opts = ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", str(tmp_path / "missing.pt"))
+    flags = ("--eval-only", "--model-dir", str(distilled["dir"]), "--load-epoch", "2")
+    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "eval", *opts, flags=flags)
+    assert TEACHER_TEXT_TOWER_RUNS["count"] == runs_before and trainer.teacher_image_encoder is None
+    trained = read_results(distilled["dir"])[-3:]
+    evaluated = read_results(tmp_path / "eval")
+    assert [r["phase"] for r in evaluated] == ["eval_only"] * 3
+    assert [r["metrics"] for r in evaluated[:2]] == [r["metrics"] for r in trained[:2]]
+    assert evaluated[2]["hm"] == trained[2]["hm"]
+    with pytest.raises(FileNotFoundError, match="teacher"):  # training without a teacher stops clearly
+        trainer.train()
+
+
+def _official_teacher_file(teacher_run, path, drop=()):
+    """A teacher checkpoint as upstream writes it: full PromptSRC state (fp16), token buffers, ZS encoder."""
+    model = teacher_run["model"]
+    state = {k: v for k, v in full_state_dict(model).items() if not k.startswith("gpa.")}
+    state["prompt_learner.token_prefix"] = model.prompt_learner.token_prefix  # 3 training classes, not 5
+    state["prompt_learner.token_suffix"] = model.prompt_learner.token_suffix
+    assert any(k.startswith("prompt_learner.ZS_image_encoder.") for k in state)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items() if k not in drop}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state, "epoch": 20, "optimizer": None, "scheduler": None, "val_result": 91.0}, path)
+    return state
+
+
+def test_official_layout_teacher_loads_from_the_default_location(
+    trainer_env,  # noqa: F811
+    teacher_run,
+    distilled,
+    tmp_path,
+    monkeypatch,
+):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "teacher_model" / "Caltech101" / "VLPromptLearner"
+    state = _official_teacher_file(teacher_run, folder / "model-best.pth.tar")
+    no_train = ("--no-train",)
+    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, ""), flags=no_train)
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "teacher_model/Caltech101/VLPromptLearner/model-best.pth.tar" in log
+    assert "vision depth 3 x 4 tokens, text depth 3 x 4 tokens" in log  # design read from the keys
+    assert state["prompt_learner.ctx"].dtype == torch.float16
+    # fp16 prompts from the file -> features close to those of the fp32 teacher used before
+    expected = distilled["trainer"].model.text_features
+    torch.testing.assert_close(trainer.model.text_features, expected, atol=2e-3, rtol=0)
+
+    # any of model-best.pth.tar / model.pth.tar-N in a folder
+    (folder / "model-best.pth.tar").rename(folder / "model.pth.tar-20")
+    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out2", *kd_opts(trainer_env, str(folder)),
+                        flags=no_train)  # fmt: skip
+    torch.testing.assert_close(trainer.model.text_features, expected, atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("image_encoder.transformer.resblocks.1.VPT_shallow", "missing keys.*image_encoder.transformer.resblocks.1"),
+        ("prompt_learner.ctx", "no 'prompt_learner.ctx'"),
+        ("image_encoder.VPT", "no 'image_encoder.VPT'"),
+    ],
+)
+def test_teacher_with_a_missing_prompt_key_fails_clearly(trainer_env, teacher_run, tmp_path, missing, message):  # noqa: F811
+    path = tmp_path / "teacher.pth.tar"
+    _official_teacher_file(teacher_run, path, drop=(missing,))
+    with pytest.raises(KeyError, match=message):
+        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, str(path)),
+                  flags=("--no-train",))  # fmt: skip
+
+
+def test_kd_step_uses_the_formula_and_learns_the_teacher(trainer_env, teacher_run, tmp_path):  # noqa: F811
+    opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TRAINER.PROMPTKD.KD_WEIGHT", "3.0",
+                   "TRAINER.PROMPTKD.TEMPERATURE", "2.0")  # fmt: skip
+    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *opts, flags=("--no-train",))
+    batch = next(iter(trainer.train_loader_x))
+    image = batch["img"]
+    batch["label"] = torch.full_like(batch["label"], -100)  # labels are never read
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 10**6  # no scheduler step inside the loop
+    for group in trainer.optim.param_groups:
+        group["lr"] = 0.05
+
+    def logits():
+        with torch.no_grad():
+            return trainer.model(image), trainer.teacher_logits(image)
+
+    student, teacher = logits()
+    total = 0.0
+    for s_row, t_row in zip((student / 2).tolist(), (teacher / 2).tolist(), strict=True):
+        log_zs = math.log(sum(math.exp(v) for v in s_row))
+        log_zt = math.log(sum(math.exp(v) for v in t_row))
+        total += sum(math.exp(t - log_zt) * ((t - log_zt) - (s - log_zs)) for s, t in zip(s_row, t_row, strict=True))
+    expected = 3.0 * 4.0 * total / student.numel()
+    agreement_before = (student.argmax(-1) == teacher.argmax(-1)).float().mean().item()
+    losses = [trainer.forward_backward(batch)["loss"]]
+    assert losses[0] == pytest.approx(expected, rel=1e-4)
+
+    for name, param in trainer.model.named_parameters():  # gradients reach exactly the trainable tensors
+        assert (param.grad is not None) == param.requires_grad, name
+    assert {n for n, p in trainer.model.named_parameters() if p.requires_grad} == {
+        k for k in STUDENT_KEYS if "running" not in k and "num_batches" not in k and k != "text_features"
+    }
+
+    losses += [trainer.forward_backward(batch)["loss"] for _ in range(15)]
+    student, teacher = logits()
+    agreement_after = (student.argmax(-1) == teacher.argmax(-1)).float().mean().item()
+    assert losses[-1] < 0.5 * losses[0]
+    assert agreement_after > agreement_before and agreement_after >= 0.75
+
+
+def test_zero_shot_teacher_is_a_config_choice(trainer_env, tmp_path):  # noqa: F811
+    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, "none"),
+                        flags=("--no-train",))  # fmt: skip
+    plain = clip.build_model(load_clip_state_dict(trainer.cfg, trainer_env["teacher"]))
+    texts = prompt_texts("a photo of a", trainer.dm.dataset.classnames)
+    with torch.no_grad():
+        expected = F.normalize(plain.encode_text(clip.tokenize(texts)), dim=-1)
+    torch.testing.assert_close(trainer.model.text_features, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cross_modal_in_bf16_evaluates_all_classes(trainer_env, teacher_run, tmp_path):  # noqa: F811
+    opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TRAINER.MODAL", "cross", "TRAINER.PROMPTKD.PREC", "bf16",
+                   "OPTIM.MAX_EPOCH", "1")  # fmt: skip
+    run_train(trainer_env, "PromptKD", CROSS_CONFIG, tmp_path / "out", *opts)
+    records = read_results(tmp_path / "out")
+    assert [(r["classes"], r["metrics"]["total"]) for r in records] == [("all", 10)]
+    assert "bf16 autocast on cpu" in (tmp_path / "out" / "log.txt").read_text()
+
+
+def test_selection_on_test_images_needs_the_explicit_key(trainer_env, teacher_run, tmp_path):  # noqa: F811
+    opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TEST.FINAL_MODEL", "best_val")
+    with pytest.raises(ValueError, match="SELECT_ON_TEST True"):
+        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "a", *opts, flags=("--no-train",))
+    with pytest.raises(ValueError, match="CE_WEIGHT"):
+        ce_opts = kd_opts(trainer_env, "none", "TRAINER.PROMPTKD.CE_WEIGHT", "1.0")
+        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "b", *ce_opts, flags=("--no-train",))
+    out = tmp_path / "c"
+    run_train(
+        trainer_env, "PromptKD", CONFIG, out, *opts, "TRAINER.PROMPTKD.SELECT_ON_TEST", "True", "OPTIM.MAX_EPOCH", "1"
+    )
+    assert "base-class TEST images" in (out / "log.txt").read_text()
+    assert (out / "VLPromptLearner" / "model-best.pth.tar").is_file()
+    assert [r["classes"] for r in read_results(out)] == [
+        "base",
+        "base",
+        "new",
+        "all",
+    ]  # epoch val, final base/new/summary
+
+
+def test_trainable_parameter_count_at_real_size():
+    """ViT-B/16 student (J=9, 4 tokens) + projector 512 -> 768 (ViT-L/14 teacher): spec §2.2 / §4.4."""
+    with torch.device("meta"):
+        visual = CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12, design=ivlp_design(9, 0, 4, 0)).visual
+        student = PromptKDStudent(visual, torch.tensor(4.6052), num_classes=100)
+        student.materialize(768)
+    freeze_by_name(student)
+    prompts = sum(p.numel() for n, p in student.named_parameters() if p.requires_grad and n.startswith("image_encoder"))
+    projector = sum(p.numel() for n, p in student.named_parameters() if p.requires_grad and n.startswith("VPT_image"))
+    assert (prompts, projector) == (27_648, 986_112)
+    shapes = {n: tuple(p.shape) for n, p in student.named_parameters() if n.startswith("VPT_image")}
+    assert shapes == {
+        "VPT_image_trans.conv1.0.weight": (768, 512, 1, 1), "VPT_image_trans.conv1.0.bias": (768,),
+        "VPT_image_trans.conv1.1.weight": (768,), "VPT_image_trans.conv1.1.bias": (768,),
+        "VPT_image_trans.conv1.3.weight": (768, 768, 1, 1), "VPT_image_trans.conv1.3.bias": (768,),
+    }  # fmt: skip
+    with torch.device("meta"):
+        teacher = CLIP(768, 224, 24, 1024, 14, 77, 49408, 768, 12, 12, design=ivlp_design(9, 9, 4, 4))
+    assert sum(p.numel() for n, p in teacher.named_parameters() if "VPT" in n) + 4 * 768 == 64_512
