@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from reporting.files import write_atomic
 from reporting.tables import Table
 
@@ -37,7 +39,7 @@ def _series(table: Table) -> tuple[list[str], list[tuple[str, list[float], list[
             )
         return groups, series
     rows = table.rows + ([table.average] if table.average else [])
-    groups = [row.label for row in rows]
+    groups = [row.label + ("*" if row.partial else "") for row in rows]  # * = fewer seeds than expected
     series = []
     for key, label in table.columns:
         stats = [row.cells.get(key) for row in rows]
@@ -49,7 +51,7 @@ def plot_tables(tables: list[Table], path: str) -> None:
     """One panel per table: bars per dataset (Base / Novel / HM, or one per shot count), error bars = spread."""
     plt = _pyplot()
     fig, axes = plt.subplots(
-        len(tables), 1, figsize=(max(6.0, 1.1 * _widest(tables)), 3.6 * len(tables)), squeeze=False
+        len(tables), 1, figsize=(max(8.0, 1.1 * _widest(tables)), 3.6 * len(tables)), squeeze=False
     )
     for ax, table in zip(axes[:, 0], tables, strict=True):
         groups, series = _series(table)
@@ -60,7 +62,7 @@ def plot_tables(tables: list[Table], path: str) -> None:
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, rotation=30, ha="right")
         ax.set_ylabel(f"{table.metric} (%)")
-        ax.set_title(table.title, fontsize=9)
+        ax.set_title(textwrap.fill(table.title, 90), fontsize=9)
         ax.legend(fontsize=8, ncol=min(len(series), 6))
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

@@ -58,16 +58,15 @@ class Run:
         return None
 
     def experiment(self) -> str:
-        """The path with dataset, seed and base/new split folders removed and shot counts replaced by ``K``.
+        """The path without dataset, seed, base/new split and ``shots_<K>`` folders, ``<K>shots`` written ``Kshots``.
 
         Runs of one method and config across datasets, seeds, shots and the train_base/test_new pair share it.
         """
         keep = []
         dataset_index = self._dataset_part_index()
         for i, part in enumerate(self.parts):
-            if i == dataset_index or _SEED_DIR.match(part) or _SPLIT_DIR.match(part):
+            if i == dataset_index or _SEED_DIR.match(part) or _SPLIT_DIR.match(part) or _SHOTS_DIR.match(part):
                 continue
-            part = _SHOTS_DIR.sub("shots_K", part)
             keep.append(_SHOTS_SUFFIX.sub("Kshots", part))
         return "/".join(keep)
 

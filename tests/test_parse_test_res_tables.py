@@ -64,7 +64,7 @@ def test_promptkd_base2novel_pairs_and_averages(tmp_path, capsys):
     assert code == 0
     (table,) = tables
     assert table["kind"] == "base2novel" and table["trainer"] == "PromptKD" and table["shots"] == 0
-    assert table["experiment"] == "base2new/shots_K/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx"
+    assert table["experiment"] == "base2new/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx"
     rows = {r["key"]: r for r in table["rows"]}
     assert list(rows) == ["OxfordPets", "DescribableTextures"]  # paper order
     pets = rows["OxfordPets"]["cells"]
@@ -100,7 +100,7 @@ def test_text_table(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output")
     assert main([root]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Base-to-novel: base2new/shots_K/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx (shots 0)"
+    assert lines[0] == "Base-to-novel: base2new/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx (shots 0)"
     assert lines[1].split() == ["Dataset", "Base", "Novel", "HM", "Seeds"]
     pets_hm = _mean([_hm(b, n) for b, n in PETS.values()])
     assert lines[3].startswith("OxfordPets ") and "92.00 ± 2.00" in lines[3] and "82.00 ± 2.00" in lines[3]
@@ -115,7 +115,7 @@ def test_markdown_csv_and_output_file(tmp_path, capsys):
     out = tmp_path / "tables" / "b2n.md"
     assert main([root, "--format", "markdown", "--output", str(out), "--decimals", "1"]) == 0
     md = out.read_text().splitlines()
-    assert md[0] == "### Base-to-novel: base2new/shots_K/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx (shots 0)"
+    assert md[0] == "### Base-to-novel: base2new/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx (shots 0)"
     assert "| Dataset | Base | Novel | HM | Seeds |" in md
     assert "| OxfordPets | 92.0 ± 2.0 | 82.0 ± 2.0 | 86.7 ± 2.0 | 3 |" in md
     assert any(line.startswith("| **Average (2)** | **82.0 ± ") for line in md)
