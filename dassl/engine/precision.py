@@ -1,6 +1,6 @@
 """Numeric precision of a training run, decided in one place (docs/design.md "Precision").
 
-Upstream CLIP trainers implement ``PREC`` by casting whole models to fp16 (``.half()``) and training fp16
+Upstream CLIP trainers implement ``PREC`` by casting whole models to fp16 (``half``) and training fp16
 parameters directly, which makes CPU runs impossible and silently ignores the setting in places
 (methods.md section 5, #4-#6, #15). Here every mode keeps the parameters in fp32 and lowers the precision of
 the *activations* through ``torch.autocast``; the GradScaler protects fp16 gradients from underflow on CUDA.
