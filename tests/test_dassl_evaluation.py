@@ -168,7 +168,8 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         evaluator = Classification(cfg)
         half = slice(0, 2) if rank == 0 else slice(2, 5)
         evaluator.process(SCORES[half], LABELS[half])
-        results = evaluator.evaluate()
+        evaluator.evaluate()
+        results = evaluator.evaluate()  # a second call must not gather the gathered lists again
         torch.save({"results": dict(results), "counts": evaluator.counts()}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()

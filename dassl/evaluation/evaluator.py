@@ -5,7 +5,8 @@ Kept from upstream: the printed block (``=> result`` ... ``* macro_f1: x%``), th
 ``perclass_accuracy``] in that order. Changed (weakness #11): scikit-learn is not needed, the confusion
 matrix file is tagged by split (``cmat_{split}.pt``; ``cmat.pt`` when no split is given) and saved atomically
 as a float64 tensor, per-class names can come from the evaluated split, and under ``torch.distributed``
-with world size > 1 the predictions of every rank are gathered before the metrics are computed.
+with world size > 1 the predictions of every rank are gathered before the metrics are computed (only
+rank 0 prints and saves).
 The raw counts behind the percentages are available as ``counts()`` (and upstream's ``_total``/``_correct``).
 """
 
@@ -113,7 +114,7 @@ class Classification(EvaluatorBase):
         y_pred = _gather_from_ranks(self._y_pred)
         if not y_true:
             raise RuntimeError("Classification.evaluate() called before any process() call: no samples to score")
-        self._y_true, self._y_pred = y_true, y_pred
+        # The recorded lists stay per-rank (evaluate() can be called again); the counts become global.
         yt = np.asarray(y_true, dtype=np.int64)
         yp = np.asarray(y_pred, dtype=np.int64)
         self._total = int(yt.size)
@@ -127,19 +128,22 @@ class Classification(EvaluatorBase):
         results["error_rate"] = err
         results["macro_f1"] = macro_f1
 
-        print(
-            "=> result\n"
-            f"* total: {self._total:,}\n"
-            f"* correct: {self._correct:,}\n"
-            f"* accuracy: {acc:.1f}%\n"
-            f"* error: {err:.1f}%\n"
-            f"* macro_f1: {macro_f1:.1f}%"
-        )
+        main = self._is_main_process()
+        if main:
+            print(
+                "=> result\n"
+                f"* total: {self._total:,}\n"
+                f"* correct: {self._correct:,}\n"
+                f"* accuracy: {acc:.1f}%\n"
+                f"* error: {err:.1f}%\n"
+                f"* macro_f1: {macro_f1:.1f}%"
+            )
 
         if self._per_class_res:
+            lines = []
             names = lab2cname if lab2cname is not None else self._lab2cname
             accs = []
-            print("=> per-class result")
+            lines.append("=> per-class result")
             for label in np.unique(yt).tolist():
                 mask = yt == label
                 total = int(mask.sum())
@@ -147,12 +151,16 @@ class Classification(EvaluatorBase):
                 class_acc = 100.0 * correct / total
                 accs.append(class_acc)
                 classname = names.get(label, str(label)) if names is not None else str(label)
-                print(f"* class: {label} ({classname})\ttotal: {total:,}\tcorrect: {correct:,}\tacc: {class_acc:.1f}%")
+                lines.append(
+                    f"* class: {label} ({classname})\ttotal: {total:,}\tcorrect: {correct:,}\tacc: {class_acc:.1f}%"
+                )
             mean_acc = float(np.mean(accs))
-            print(f"* average: {mean_acc:.1f}%")
+            lines.append(f"* average: {mean_acc:.1f}%")
+            if main:
+                print("\n".join(lines))
             results["perclass_accuracy"] = mean_acc
 
-        if self.cfg.TEST.COMPUTE_CMAT and self._is_main_process():
+        if self.cfg.TEST.COMPUTE_CMAT and main:
             cmat = torch.from_numpy(confusion_matrix(yt, yp, normalize="true"))
             fname = f"cmat_{split}.pt" if split else "cmat.pt"
             save_path = os.path.join(self.cfg.OUTPUT_DIR, fname)
