@@ -15,7 +15,7 @@ from tests.helpers.baseline_trainer_runs import (
     run_train,
 )
 from tests.helpers.tiny_clip import tiny_clip_state_dict
-from trainers.coop import CoOpPromptLearner, class_token_order, coop_context
+from trainers.coop import CoOpCLIP, CoOpPromptLearner, class_token_order, coop_context
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +89,16 @@ def test_class_specific_context(clip_model) -> None:
     ctx, prefix = coop_context(clip_model, 16, "a photo of a", n_cls=2, class_specific=True)
     assert ctx.shape == (2, 4, 32) and prefix == "a photo of a"
     torch.testing.assert_close(ctx[0], ctx[1])
+
+
+def test_resnet_backbone_stays_in_eval_mode_while_prompts_train() -> None:
+    """Only the prompt learner switches to train mode: the frozen ResNet's BatchNorm statistics never move."""
+    torch.manual_seed(0)
+    resnet = clip.build_model(tiny_clip_state_dict(vision="resnet", vision_layers=1))
+    model = CoOpCLIP(resnet, CoOpPromptLearner(["cat", "dog"], resnet, n_ctx=2)).train()
+    assert model.prompt_learner.training and not model.image_encoder.training
+    stats = resnet.visual.bn1.running_mean.clone()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 0, 1]))
+    loss.backward()
+    torch.testing.assert_close(resnet.visual.bn1.running_mean, stats)
+    assert model.prompt_learner.ctx.grad.abs().sum() > 0
