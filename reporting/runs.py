@@ -92,8 +92,13 @@ def find_run_dirs(root: str) -> list[str]:
     """Run folders under ``root`` (sorted, hidden entries skipped, no descent into a run folder)."""
     if is_run_dir(root):
         return [root]
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError as err:
+        logger.warning("cannot list %s (%s); skipped", root, err)
+        return []
     found = []
-    for entry in sorted(os.listdir(root)):
+    for entry in entries:
         path = os.path.join(root, entry)
         if entry.startswith(".") or not os.path.isdir(path):
             continue

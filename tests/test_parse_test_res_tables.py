@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -420,3 +421,12 @@ def test_log_sourced_values_are_noted(tmp_path, capsys):
     root = _two_run_tree(str(tmp_path / "output"), use_logs=True)
     assert main([root]) == 0
     assert "4 of 4 runs read from log.txt" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_fails_clearly(tmp_path, capsys, monkeypatch):
+    root = _promptkd_tree(tmp_path / "output")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main([root, "--plot", str(tmp_path / "b2n.png")]) == 1
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib" in err and "pip install matplotlib" in err
+    assert not (tmp_path / "b2n.png").exists()
