@@ -19,6 +19,7 @@ from dassl.utils import (
     check_availability,
     check_isfile,
     collect_env_info,
+    download_url,
     get_most_similar_str_to_a_from_b,
     listdir_nohidden,
     mkdir_if_missing,
@@ -153,6 +154,18 @@ def test_read_image_rgb_and_error_names_file(tmp_path):
         read_image(bad)
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         read_image(tmp_path / "nope.jpg")
+
+
+def test_download_url_writes_complete_file_only(tmp_path):
+    source = tmp_path / "src.bin"
+    source.write_bytes(bytes(range(256)) * 300)
+    dst = tmp_path / "out" / "weights.bin"
+    download_url(source.as_uri(), dst)
+    assert dst.read_bytes() == source.read_bytes()
+    assert os.listdir(tmp_path / "out") == ["weights.bin"]
+    with pytest.raises(OSError):
+        download_url((tmp_path / "missing.bin").as_uri(), tmp_path / "out" / "never.bin")
+    assert os.listdir(tmp_path / "out") == ["weights.bin"]  # no partial or temp file left
 
 
 def test_collect_env_info_ends_with_pillow_line():
