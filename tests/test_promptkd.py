@@ -265,3 +265,21 @@ def test_trainable_parameter_count_at_real_size():
     with torch.device("meta"):
         teacher = CLIP(768, 224, 24, 1024, 14, 77, 49408, 768, 12, 12, design=ivlp_design(9, 9, 4, 4))
     assert sum(p.numel() for n, p in teacher.named_parameters() if "VPT" in n) + 4 * 768 == 64_512
+
+
+def test_upstream_student_file_uses_the_teachers_features(trainer_env, teacher_run, distilled, tmp_path):  # noqa: F811
+    """Upstream student checkpoints hold the whole student (frozen backbone too) but no text features."""
+    state = full_state_dict(distilled["trainer"].model)
+    assert "image_encoder.conv1.weight" in state and "logit_scale" in state
+    del state["text_features"]
+    (tmp_path / "up" / "VLPromptLearner").mkdir(parents=True)
+    torch.save({"state_dict": state, "epoch": 2, "optimizer": None, "scheduler": None},
+               tmp_path / "up" / "VLPromptLearner" / "model.pth.tar-2")  # fmt: skip
+    flags = ("--eval-only", "--model-dir", str(tmp_path / "up"), "--load-epoch", "2")
+    run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev", *kd_opts(trainer_env, str(teacher_run["dir"])),
+              flags=flags)  # fmt: skip
+    expected = [r["metrics"] for r in read_results(distilled["dir"])[-3:-1]]
+    assert [r["metrics"] for r in read_results(tmp_path / "ev")[:2]] == expected
+    with pytest.raises(KeyError, match="no 'text_features'"):
+        no_teacher = kd_opts(trainer_env, str(tmp_path / "absent"))
+        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev2", *no_teacher, flags=flags)

@@ -4,12 +4,13 @@ Registered names (``--trainer``): ZeroshotCLIP, ZeroshotCLIP2, CoOp, CoCoOp, IVL
 Shared pieces live in :mod:`trainers.common`.
 """
 
-import importlib
-import importlib.util
-
-from . import common  # noqa: F401  (registers TRAINER.MODAL)
-
-# Modules written in parallel by another engineer are imported only once they exist (guard removed later).
-for _name in ("zsclip", "coop", "cocoop", "maple", "ivlp", "promptsrc", "promptkd"):
-    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
-        importlib.import_module(f"{__name__}.{_name}")
+from . import (  # noqa: F401  (registration side effects)
+    cocoop,
+    common,  # noqa: F401  (registers TRAINER.MODAL)
+    coop,
+    ivlp,
+    maple,
+    promptkd,
+    promptsrc,
+    zsclip,
+)

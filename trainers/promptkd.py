@@ -375,16 +375,29 @@ class PromptKD(CLIPPromptTrainer):
         del teacher  # releases the teacher's text tower and prompt learner
         return text_features, int(text_features.shape[1])
 
-    def prepare_loaded_state(self, state_dict: dict) -> None:
+    def prepare_loaded_state(self, model: nn.Module, state_dict: dict) -> None:
         """Evaluation without a teacher: size the projector and feature buffer from the student checkpoint."""
-        student = self.prompt_model
-        if student.materialized:
+        if model.materialized:
             return
         features = state_dict.get("text_features", state_dict.get("module.text_features"))
         if features is None:
-            raise KeyError("Student checkpoint has no 'text_features' (stored teacher text features)")
-        student.materialize(int(features.shape[1]))
-        student.VPT_image_trans.requires_grad_(True)
+            self.expected_load_keys(set(), state_dict)  # raises: no teacher and no stored features
+            raise AssertionError("unreachable")
+        model.materialize(int(features.shape[1]))
+        model.VPT_image_trans.requires_grad_(True)
+
+    def expected_load_keys(self, expected: set[str], state_dict: dict) -> set[str]:
+        """Upstream student files lack the stored text features; the teacher's (computed at build) are used then."""
+        if any(key.split("module.")[-1] == "text_features" for key in state_dict):
+            return expected
+        if self.teacher_image_encoder is None:
+            raise KeyError(
+                "The student checkpoint has no 'text_features' (an upstream PromptKD file, which never stored the "
+                "teacher's class features) and no teacher is available to compute them: set "
+                "TRAINER.PROMPTKD.TEACHER_CKPT / TEACHER_CLIP to the teacher used for distillation."
+            )
+        logger.info("Checkpoint has no stored text features (upstream file): keeping the teacher's")
+        return expected - {"text_features"}
 
     @property
     def prompt_model(self) -> PromptKDStudent:

@@ -102,9 +102,12 @@ class CLIPPromptTrainer(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def register_prompt_model(self, model: nn.Module) -> None:
-        """Move to device, restrict checkpoints to trained state, build optimizer/scheduler, register."""
-        model.to(self.device)
+        """Load ``MODEL.INIT_WEIGHTS`` if set, move to device, restrict checkpoints to trained state, build
+        optimizer/scheduler, register."""
         install_trained_state_checkpointing(model)
+        if self.cfg.MODEL.INIT_WEIGHTS:
+            self._load_file_into(model, self.cfg.MODEL.INIT_WEIGHTS)
+        model.to(self.device)
         self.model = model
         self.optim = build_optimizer(model, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
@@ -116,21 +119,31 @@ class CLIPPromptTrainer(TrainerX):
             return
         for name in self.get_model_names():
             path = resolve_checkpoint_file(osp.join(directory, name), epoch)
-            checkpoint = load_checkpoint(path)
-            state_dict = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
-            logger.info('Loading weights to %s from "%s" (epoch = %s)', name, path, checkpoint.get("epoch", "n/a"))
-            self.prepare_loaded_state(state_dict)
-            model = self._models[name]
-            expected = {key for key in trained_state_keys(model) if not key.startswith(self.IGNORE_PREFIXES)}
-            load_trained_state(
-                model,
-                state_dict,
-                expected_keys=expected,
-                drop_keys=self.DROP_KEYS,
-                ignore_prefixes=self.IGNORE_PREFIXES,
-                source=path,
-            )
+            checkpoint = self._load_file_into(self._models[name], path)
             self.loaded_epoch = checkpoint.get("epoch")
 
-    def prepare_loaded_state(self, state_dict: dict) -> None:
+    def _load_file_into(self, model: nn.Module, path: str) -> dict:
+        """Load a checkpoint file (ours or upstream's) into ``model``; returns the checkpoint dict."""
+        checkpoint = load_checkpoint(path)
+        state_dict = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
+        logger.info(
+            'Loading weights to %s from "%s" (epoch = %s)', self.MODEL_NAME, path, checkpoint.get("epoch", "n/a")
+        )
+        self.prepare_loaded_state(model, state_dict)
+        expected = {key for key in trained_state_keys(model) if not key.startswith(self.IGNORE_PREFIXES)}
+        load_trained_state(
+            model,
+            state_dict,
+            expected_keys=self.expected_load_keys(expected, state_dict),
+            drop_keys=self.DROP_KEYS,
+            ignore_prefixes=self.IGNORE_PREFIXES,
+            source=path,
+        )
+        return checkpoint
+
+    def expected_load_keys(self, expected: set[str], state_dict: dict) -> set[str]:
+        """Hook: the keys a file must provide (default: every trained tensor outside ``IGNORE_PREFIXES``)."""
+        return expected
+
+    def prepare_loaded_state(self, model: nn.Module, state_dict: dict) -> None:
         """Hook run before a file is loaded by ``load_model`` (e.g. PromptKD sizes its stored features)."""
