@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 FINISH_SIGNAL = "Finish training"
+# Dassl < 0.6.1 (CoOp-era logs) printed "Finished training"; forks' parsers wait for that one (dassl-api.md §9).
+FINISH_SIGNALS = (FINISH_SIGNAL, "Finished training")
 RESULT_SIGNAL = "=> result"
 B2N_SIGNAL = "=> base-to-novel result"  # our PromptKD trainer: base_accuracy / novel_accuracy / HM lines
 _ARGS_BANNER = "** Arguments **"
@@ -81,12 +83,12 @@ class Invocation:
         ]
         return blocks[-1] if blocks else None
 
-    def upstream_value(self, regex: re.Pattern[str], end_signal: str) -> float | None:
-        """Upstream's rule inside this invocation: the last regex match on a line at or after the end signal."""
+    def upstream_value(self, regex: re.Pattern[str], end_signals: tuple[str, ...]) -> float | None:
+        """Upstream's rule inside this invocation: the last regex match on a line at or after an end signal."""
         seen_signal = False
         value = None
         for line in self.lines:
-            if line == end_signal:
+            if line in end_signals:
                 seen_signal = True
             match = regex.search(line)
             if match and seen_signal:
@@ -145,7 +147,7 @@ def _read_args_and_results(inv: Invocation) -> None:
             if line and set(line) == {"*"} and not inv.args:
                 continue  # closing frame of the banner
             in_args = False
-        if line == FINISH_SIGNAL:
+        if line in FINISH_SIGNALS:
             inv.finished = True
             block = None
             continue

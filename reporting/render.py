@@ -184,6 +184,7 @@ def _row_json(row: Row) -> dict:
         "label": row.label,
         "cells": {k: _stat_json(v) for k, v in row.cells.items()},
         "n": row.n,
+        "seeds": list(row.seeds),
         "expected": row.expected,
         "partial": row.partial,
         "reference": row.reference,

@@ -54,6 +54,7 @@ class Row:
     n: int | None = None  # seeds that contributed (None where it differs per cell)
     expected: int | None = None
     reference: dict[str, float] = field(default_factory=dict)
+    seeds: tuple[int | None, ...] = ()  # seeds behind the cells' values, in order (base2novel / cross rows)
     reference_is_subset_mean: bool = False  # Average row: reference averaged over the same datasets
 
     @property
@@ -261,7 +262,7 @@ def _build_base2novel(experiment, shots, runs, metric, ci95, seeds) -> Table:
             "novel": summarize(novels, ci95, len(expected)),
             "hm": summarize(hms, ci95, len(expected)),
         }
-        rows.append(Row(dataset, dataset_label(dataset), cells, len(complete), len(expected)))
+        rows.append(Row(dataset, dataset_label(dataset), cells, len(complete), len(expected), seeds=tuple(complete)))
     average = _base2novel_average(rows, per_seed, ci95)
     notes = [
         "HM = 2·Base·Novel/(Base+Novel) per seed, then averaged over seeds.",
@@ -312,7 +313,7 @@ def _build_cross(experiment, shots, runs, metric, ci95, seeds, source) -> Table:
         per_seed[dataset] = values
         cells = {metric: summarize(list(values.values()), ci95, len(expected))}
         label = dataset_label(dataset) + (" (source)" if source and same_dataset(source, dataset) else "")
-        rows.append(Row(dataset, label, cells, len(values), len(expected)))
+        rows.append(Row(dataset, label, cells, len(values), len(expected), seeds=tuple(values)))
     targets = [r for r in rows if not (source and same_dataset(source, r.key))]
     used = [r for r in targets if r.n]
     average = None

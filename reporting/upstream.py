@@ -3,8 +3,9 @@
 Prints exactly upstream's lines (``===``, ``Parsing files in ...``, one ``file: ...`` line per run, the
 ``* average`` line with NumPy's population std or ``--ci95``, and with ``--multi-exp`` the ``Average
 performance`` block). Fixed weaknesses: entries without a log are skipped with a warning instead of aborting,
-the keyword is regex-escaped, re-runs appended to ``log.txt`` and upstream's ``log.txt-<timestamp>`` files are
-read (the newest invocation with a result wins), and a run with only ``results.jsonl`` is read from that.
+the keyword is regex-escaped, older Dassl's ``Finished training`` counts as the end signal, re-runs appended to
+``log.txt`` and upstream's ``log.txt-<timestamp>`` files are read (the newest invocation with a result wins), and
+a run with only ``results.jsonl`` is read from that.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reporting.logparse import FINISH_SIGNAL, RESULT_SIGNAL, log_files, parse_log_file, upstream_metric_regex
+from reporting.logparse import FINISH_SIGNALS, RESULT_SIGNAL, log_files, parse_log_file, upstream_metric_regex
 from reporting.runs import FINAL_PHASES, RESULTS_FILE, read_results_jsonl
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ def population_spread(values: list[float], ci95: bool) -> float:
 def read_run_value(run_dir: str, keyword: str, test_log: bool) -> tuple[str, float] | None:
     """(file, value) of one run: upstream's rule applied per invocation, newest first; results.jsonl as fallback."""
     regex = upstream_metric_regex(keyword)
-    end_signal = RESULT_SIGNAL if test_log else FINISH_SIGNAL
+    # upstream waits for "Finish training" only; older Dassl's "Finished training" is accepted too (same logs
+    # otherwise, and a current log never contains it)
+    end_signals = (RESULT_SIGNAL,) if test_log else FINISH_SIGNALS
     found = None
     for path in log_files(run_dir):
         for inv in parse_log_file(path):
-            value = inv.upstream_value(regex, end_signal)
+            value = inv.upstream_value(regex, end_signals)
             if value is not None:
                 found = (path, value)
     if found is not None:

@@ -151,6 +151,7 @@ def test_missing_and_unfinished_seeds_are_listed_and_marked(tmp_path, capsys):
     assert rows["DescribableTextures"]["n"] == 2 and rows["DescribableTextures"]["partial"]
     assert rows["DescribableTextures"]["cells"]["base"]["mean"] == pytest.approx(70.5)  # seeds 1, 2 only
     assert rows["OxfordPets"]["cells"]["base"]["values"] == [90.0, 94.0]
+    assert rows["OxfordPets"]["seeds"] == [1, 3] and rows["DescribableTextures"]["seeds"] == [1, 2]
     described = [p["description"] for p in table["problems"]]
     assert len(described) == 2
     assert described[0] == "OxfordPets, seed 2: base and novel results: no run found"

@@ -162,7 +162,7 @@ def test_missing_directory_is_an_error(tmp_path, capsys):
 def test_invocation_values_follow_upstream_rule(signal):
     text = upstream_log("OxfordPets", 1, "CoOp", 77.0, val_accs=[60.0, 65.0])
     (inv,) = parse_log_text(text)
-    value = inv.upstream_value(upstream_metric_regex("accuracy"), signal)
+    value = inv.upstream_value(upstream_metric_regex("accuracy"), (signal,))
     assert value == 77.0  # the last match after the signal
     assert inv.config["DATASET.NAME"] == "OxfordPets" and inv.config["DATALOADER.TEST.BATCH_SIZE"] == "100"
     assert inv.args["seed"] == "1" and not inv.eval_only and inv.finished
@@ -174,3 +174,15 @@ def test_invocation_values_follow_upstream_rule(signal):
         "error": 23.0,
         "macro_f1": 76.5,
     }
+
+
+def test_old_dassl_finished_training_signal(tmp_path, capsys):
+    directory = str(tmp_path / "exp")
+    text = upstream_log("OxfordPets", 1, "CoOp", 88.0, val_accs=[10.0, 20.0]).replace(
+        "Finish training", "Finished training"
+    )
+    write(os.path.join(directory, "seed1", "log.txt"), text)
+    code, lines, _ = _run(capsys, [directory])
+    assert code == 0 and lines[2] == f"file: {directory}/seed1/log.txt. accuracy: 88.0%. "
+    (inv,) = parse_log_text(text)
+    assert inv.finished and inv.final_block().metrics["accuracy"] == 88.0
