@@ -195,8 +195,10 @@ def read_state_dict_file(path: str | os.PathLike, trust_torchscript: bool = Fals
                 "Expected an OpenAI CLIP .pt file or a state dict saved with torch.save(model.state_dict())."
             ) from err
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        keys = list(state)[:8] if isinstance(state, Mapping) else type(state).__name__
-        hint = " (it looks like a trainer checkpoint; load it with the trainer)" if "state_dict" in state else ""
+        is_mapping = isinstance(state, Mapping)
+        keys = list(state)[:8] if is_mapping else type(state).__name__
+        trainer_like = is_mapping and "state_dict" in state
+        hint = " (it looks like a trainer checkpoint; load it with the trainer)" if trainer_like else ""
         raise NotACheckpointError(
             f"{path} is not a CLIP state dict: expected a mapping of parameter names to tensors, got {keys}{hint}"
         )

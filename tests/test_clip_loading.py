@@ -108,6 +108,9 @@ def test_files_that_are_not_clip_checkpoints(tmp_path: Path) -> None:
     torch.save({"state_dict": {"a": torch.zeros(1)}, "epoch": 3}, tmp_path / "trainer.pth")
     with pytest.raises(clip.NotACheckpointError, match="trainer checkpoint"):
         clip.load_state_dict(tmp_path / "trainer.pth")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    with pytest.raises(clip.NotACheckpointError, match="Tensor"):
+        clip.load_state_dict(tmp_path / "tensor.pt")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(clip.NotACheckpointError):
         clip.load_state_dict(tmp_path / "notes.txt")

@@ -99,6 +99,38 @@ def test_architecture_inference() -> None:
     assert [heads_for_width(w) for w in (32, 48, 512, 768, 1024)] == [2, 3, 8, 12, 16]
 
 
+# OpenAI's architectures (methods.md §1.1 table; RN50x64 from open_clip's config): CLIP(...) arguments
+OPENAI_ARCHITECTURES = {
+    "RN50": (1024, 224, (3, 4, 6, 3), 64, None, 512, 12),
+    "RN101": (512, 224, (3, 4, 23, 3), 64, None, 512, 12),
+    "RN50x4": (640, 288, (4, 6, 10, 6), 80, None, 640, 12),
+    "RN50x16": (768, 384, (6, 8, 18, 8), 96, None, 768, 12),
+    "RN50x64": (1024, 448, (3, 15, 36, 10), 128, None, 1024, 12),
+    "ViT-B/32": (512, 224, 12, 768, 32, 512, 12),
+    "ViT-B/16": (512, 224, 12, 768, 16, 512, 12),
+    "ViT-L/14": (768, 224, 24, 1024, 14, 768, 12),
+    "ViT-L/14@336px": (768, 336, 24, 1024, 14, 768, 12),
+}
+
+
+@pytest.mark.parametrize("name", list(OPENAI_ARCHITECTURES))
+def test_architecture_of_every_openai_model_round_trips_through_its_keys(name: str) -> None:
+    embed, res, layers, width, patch, text_width, text_layers = OPENAI_ARCHITECTURES[name]
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = clip.model.CLIP(embed, res, layers, width, patch, 77, 49408, text_width, text_width // 64, text_layers)
+    state = model.state_dict()
+    assert clip.infer_architecture(state) == {
+        "embed_dim": embed, "image_resolution": res, "vision_layers": layers, "vision_width": width,
+        "vision_patch_size": patch, "context_length": 77, "vocab_size": 49408, "transformer_width": text_width,
+        "transformer_heads": text_width // 64, "transformer_layers": text_layers,
+    }  # fmt: skip
+    if patch is not None:
+        assert state["visual.positional_embedding"].shape[0] == (res // patch) ** 2 + 1
+        assert model.visual.transformer.resblocks[0].attn.heads == width // 64
+    else:
+        assert model.visual.attnpool.num_heads == width * 32 // 64
+
+
 def test_loaded_model_does_not_alias_the_state_dict() -> None:
     state = tiny_clip_state_dict()
     before = state["ln_final.weight"].clone()
