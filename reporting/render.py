@@ -112,11 +112,12 @@ def render_markdown(tables: list[Table], decimals: int = 2) -> str:
         out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         n_rows = len(table.rows)
         for i, cells in enumerate(body):
+            cells = [c.replace(PARTIAL_MARK, "\\" + PARTIAL_MARK) for c in cells]  # a literal '*' in Markdown
             if i >= n_rows:
                 cells = [f"**{c}**" if c and c != "-" else c for c in cells]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
-        out += [f"- {note}" for note in _footer(table)]
+        out += [f"- {note}".replace(f"- {PARTIAL_MARK} ", f"- \\{PARTIAL_MARK} ") for note in _footer(table)]
         problems = _problem_lines(table)
         if problems:
             out += ["", problems[0]] + [f"  {p.strip()}" for p in problems[1:]]
