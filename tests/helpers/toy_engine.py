@@ -200,6 +200,7 @@ def toy_argv(root: str, output_dir: str, *extra: str, opts: dict | None = None, 
         "OPTIM.LR_SCHEDULER": "cosine",
         "TRAIN.PRINT_FREQ": "2",
         "VERBOSE": "True",
+        "USE_CUDA": "False",  # the engine tests are CPU tests (bitwise resume, gloo DDP) even on a GPU machine
     }
     defaults.update({k: str(v) for k, v in (opts or {}).items()})
     argv = ["--root", root, "--output-dir", output_dir, "--trainer", "ToyNet", *extra]
