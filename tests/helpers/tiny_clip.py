@@ -178,7 +178,7 @@ def tiny_clip_state_dict(
     vision_layers: int | Sequence[int] = 2,
     vision_patch_size: int = 8,
     transformer_width: int = 32,
-    transformer_heads: int | None = 2,
+    transformer_heads: int | None = None,
     transformer_layers: int = 2,
     context_length: int = 77,
     vocab_size: int = 49408,
@@ -190,7 +190,8 @@ def tiny_clip_state_dict(
     `vision="vit"` builds a ViT tower (`vision_width` default 64); `vision="resnet"` a ModifiedResNet
     (`vision_width` default 16; `vision_layers` an int n means n blocks in each of the 4 stages, or pass a
     4-tuple). `half=True` stores the tensors OpenAI stores in fp16 (methods.md §1.6) in fp16, as in the
-    released files. Same arguments and seed give the same tensors.
+    released files. `transformer_heads` (default: inferred, 2 for width 32) is only checked, since heads are
+    not part of a state dict. Same arguments and seed give the same tensors.
     """
     if transformer_heads is not None and transformer_heads != heads_for_width(transformer_width):
         raise ValueError(
