@@ -201,10 +201,7 @@ def restore_stdout():
     if isinstance(sys.stdout, Logger):
         sys.stdout.close()
     sys.stdout = saved
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logger_module._CurrentStdoutHandler):
-            root.removeHandler(handler)
+    logger_module._uninstall_logging_handler()
 
 
 def test_logger_appends_across_reruns_and_never_makes_timestamped_copies(tmp_path, capsys, restore_stdout):
@@ -240,11 +237,27 @@ def test_logger_switches_files_and_custom_file_name(tmp_path, restore_stdout):
     assert (tmp_path / "b" / "train.log").read_text() == "to b\n"
 
 
-def test_only_rank_zero_writes_the_file(tmp_path, monkeypatch, restore_stdout):
+def test_closing_the_tee_detaches_logging_from_stdout(tmp_path, capsys, restore_stdout):
+    tee = setup_logger(str(tmp_path))
+    logging.getLogger("dassl.x").info("while open")
+    tee.close()
+    sys.stdout = tee.console
+    assert not any(isinstance(h, logger_module._CurrentStdoutHandler) for h in logging.getLogger().handlers)
+    assert logging.getLogger("dassl").level == logging.NOTSET
+    logging.getLogger("dassl.x").warning("after close")
+    captured = capsys.readouterr()
+    assert captured.out == "while open\n"  # a program's own stdout (e.g. JSON output) stays clean
+    assert (tmp_path / "log.txt").read_text() == "while open\n"
+
+
+def test_only_rank_zero_writes_the_file(tmp_path, monkeypatch, capsys, restore_stdout):
     monkeypatch.setenv("RANK", "1")
     assert setup_logger(str(tmp_path / "r1")) is None
     print("rank one")
+    logging.getLogger("trainers.x").info("rank one record")
     assert not (tmp_path / "r1" / "log.txt").exists()
+    captured = capsys.readouterr()
+    assert captured.out == "rank one\n" and captured.err == "rank one record\n"
     assert setup_logger(str(tmp_path / "r0"), rank=0) is not None
     print("rank zero")
     sys.stdout.flush()

@@ -9,8 +9,9 @@ Differences from upstream, all deliberate:
 - the tee never closes the real stdout and delegates ``isatty``/``fileno``/``encoding``;
 - ``flush`` does not ``fsync`` (that made every print a disk sync);
 - ``logging`` records (``logging.getLogger(__name__)`` in ``dassl``, ``clip``, ``trainers``, ``datasets``)
-  go through one root handler that writes to the current ``sys.stdout``, so they appear on the console
-  and in ``log.txt`` exactly once;
+  go through one root handler that writes into the tee, so they appear on the console and in ``log.txt``
+  exactly once; when no tee is active (other ranks, or after it was closed) the handler writes to stderr,
+  never into a program's own stdout, and closing the active tee removes the handler again;
 - only rank 0 (argument ``rank`` or env ``RANK``) writes the file.
 """
 
@@ -57,10 +58,17 @@ class Logger:
             self.file.flush()
 
     def close(self) -> None:
-        """Close the log file only; the console stream belongs to the caller and stays open."""
+        """Close the log file only; the console stream belongs to the caller and stays open.
+
+        Closing the tee made by ``setup_logger`` also detaches the logging handler it installed.
+        """
+        global _active_logger
         if self.file is not None and not self.file.closed:
             self.file.flush()
             self.file.close()
+        if _active_logger is self:
+            _active_logger = None
+            _uninstall_logging_handler()
 
     # Stream protocol pieces that tools (tqdm, colorama, subprocess, faulthandler) query on sys.stdout.
     def isatty(self) -> bool:
@@ -95,14 +103,14 @@ class Logger:
 
 
 class _CurrentStdoutHandler(logging.StreamHandler):
-    """Writes each record to whatever ``sys.stdout`` is at emit time (the tee once set up)."""
+    """Writes each record into the active tee (``sys.stdout`` when it is a :class:`Logger`), else to stderr."""
 
     def __init__(self) -> None:
-        super().__init__(stream=sys.stdout)
+        super().__init__(stream=sys.stderr)
 
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
-        return sys.stdout
+        return sys.stdout if isinstance(sys.stdout, Logger) else sys.stderr
 
     @stream.setter
     def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; ignore
@@ -119,6 +127,9 @@ class _PlainFormatter(logging.Formatter):
         return message
 
 
+_levels_set: list[str] = []
+
+
 def _install_logging_handler() -> None:
     root = logging.getLogger()
     if not any(isinstance(h, _CurrentStdoutHandler) for h in root.handlers):
@@ -129,6 +140,17 @@ def _install_logging_handler() -> None:
         project_logger = logging.getLogger(name)
         if project_logger.level == logging.NOTSET:
             project_logger.setLevel(logging.INFO)
+            _levels_set.append(name)
+
+
+def _uninstall_logging_handler() -> None:
+    """Undo ``_install_logging_handler`` (handler removed, levels we raised back to NOTSET)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _CurrentStdoutHandler):
+            root.removeHandler(handler)
+    while _levels_set:
+        logging.getLogger(_levels_set.pop()).setLevel(logging.NOTSET)
 
 
 def _resolve_rank(rank: int | None) -> int:
@@ -145,8 +167,8 @@ def setup_logger(output: str | os.PathLike | None = None, rank: int | None = Non
     """Tee stdout into ``output/log.txt`` (or ``output`` itself if it ends in ``.txt``/``.log``), append mode.
 
     Calling it again with another path switches the file (the previous one is closed). Returns the active
-    tee, or None when ``output`` is None (upstream: no-op). Ranks other than 0 get the logging handler but
-    no file.
+    tee, or None when ``output`` is None (upstream: no-op). Ranks other than 0 get no file; their logging
+    records go to stderr.
     """
     global _active_logger
     if output is None:
