@@ -58,9 +58,17 @@ def test_meta_net_shifts_context_per_image() -> None:
     model = CoCoOpCLIP(clip_model, learner).eval()
     images = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        batched = model(images)
+        batched = model(images)  # one text pass for all 3 images x 3 classes
         one_by_one = torch.cat([model(images[i : i + 1]) for i in range(3)])
+        model.max_text_sequences = 6  # two images per pass, then one
+        chunked = model(images)
     torch.testing.assert_close(batched, one_by_one)  # each image only sees its own prompts
+    torch.testing.assert_close(chunked, one_by_one)
+    with torch.no_grad():  # methods.md §3.3 for image 2, written out
+        f = torch.nn.functional.normalize(clip_model.visual(images[2:3]), dim=-1)  # (1, E)
+        prompts = learner.build_prompts(learner.ctx + learner.meta_net(f))  # (C, L, D)
+        text = torch.nn.functional.normalize(model.text_encoder(prompts, learner.tokenized_prompts), dim=-1)
+        torch.testing.assert_close(batched[2], clip_model.logit_scale.exp() * (f @ text.t())[0])
 
     # with a zero shift, CoCoOp is CoOp with the same context
     with torch.no_grad():

@@ -1,9 +1,10 @@
 """CoCoOp: CoOp's context shifted per image by a small meta-network (methods.md §3.3).
 
 ``π = meta_net(normalize(f(x)))`` (``Linear(E, E//16) -> ReLU -> Linear(E//16, D_text)``) is added to every
-context vector, so each image gets its own C prompts; the text encoder runs once per image (B passes of C
-sequences, as upstream, which bounds memory for 1000-class datasets). Only ``prompt_learner`` (context +
-meta-net) trains and is registered under that name; checkpoint keys are ``ctx`` and ``meta_net.*``.
+context vector, so each image gets its own C prompts. One text-encoder pass takes the prompts of as many images
+as fit in ``max_text_sequences`` sequences (upstream: one pass per image, which is also what 1000-class datasets
+get here, bounding memory). Only ``prompt_learner`` (context + meta-net) trains and is registered under that
+name; checkpoint keys are ``ctx`` and ``meta_net.*``.
 The meta-net follows the run's precision (upstream forced it to fp16, spec §5 #15).
 """
 
@@ -97,6 +98,10 @@ class CoCoOpCLIP(nn.Module):
         self.image_encoder.eval()
         self.text_encoder.eval()
 
+    # Upper bound on the prompt sequences of one text-encoder pass: several images' prompts are encoded together
+    # when C is small (upstream ran one pass per image); with C >= this bound it is one image per pass.
+    max_text_sequences = 1024
+
     def train(self, mode: bool = True) -> CoCoOpCLIP:
         """Only the prompt learner changes mode: the frozen towers stay in eval."""
         self.training = mode
@@ -104,16 +109,21 @@ class CoCoOpCLIP(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        tokenized = self.prompt_learner.tokenized_prompts
+        learner = self.prompt_learner
         scale = self.logit_scale.exp()
         image_features = F.normalize(self.image_encoder(image), dim=-1)  # (B, E)
-        contexts = self.prompt_learner.shifted_contexts(image_features)  # (B, n, D)
+        contexts = learner.shifted_contexts(image_features)  # (B, n, D)
+        per_pass = max(1, self.max_text_sequences // learner.n_cls)  # images whose C prompts share one text pass
         logits = []
-        for ctx_b, feature_b in zip(contexts, image_features, strict=True):
-            text_features = self.text_encoder(self.prompt_learner.build_prompts(ctx_b), tokenized)  # (C, E)
-            text_features = F.normalize(text_features, dim=-1)
-            logits.append(scale * feature_b @ text_features.t())  # (C,)
-        return torch.stack(logits)  # (B, C)
+        for start in range(0, image.shape[0], per_pass):
+            ctx = contexts[start : start + per_pass]  # (b, n, D)
+            b = ctx.shape[0]
+            prompts = torch.cat([learner.build_prompts(ctx_i) for ctx_i in ctx])  # (b*C, L, D)
+            tokenized = learner.tokenized_prompts.repeat(b, 1)  # (b*C, L)
+            text_features = F.normalize(self.text_encoder(prompts, tokenized), dim=-1).view(b, learner.n_cls, -1)
+            features = image_features[start : start + per_pass]  # (b, E)
+            logits.append(scale * torch.einsum("be,bce->bc", features, text_features))
+        return torch.cat(logits)  # (B, C)
 
 
 @TRAINER_REGISTRY.register()
