@@ -60,7 +60,7 @@ def test_full_upstream_style_checkpoint_loads(trainer_env, tmp_path):  # noqa: F
     fresh = run_train(trainer_env, "IVLP", CONFIG, tmp_path / "ev", *opts, flags=eval_flags)
     for name, param in fresh.model.named_parameters():
         if param.requires_grad:
-            torch.testing.assert_close(param, full[name].float(), rtol=0, atol=0)
+            torch.testing.assert_close(param.cpu(), full[name].float().cpu(), rtol=0, atol=0)
 
 
 def test_batch4_yaml_exists_with_upstream_script_name():

@@ -94,14 +94,16 @@ def test_promptsrc_trains_with_frozen_references_and_upstream_checkpoint_keys(tr
     zs = model.prompt_learner.ZS_image_encoder
     assert not any(p.requires_grad for p in zs.parameters())
     for name, value in plain.visual.state_dict().items():
-        torch.testing.assert_close(zs.state_dict()[name], value, rtol=0, atol=0)
+        torch.testing.assert_close(zs.state_dict()[name].cpu(), value, rtol=0, atol=0)
     # fixed embeddings: mean of the raw zero-shot features over the 60 templates
     with torch.no_grad():
         per_template = [
             plain.encode_text(clip.tokenize([t.format(c.replace("_", " ")) for c in classnames]))
             for t in IMAGENET_TEMPLATES
         ]
-    torch.testing.assert_close(model.fixed_embeddings, torch.stack(per_template).mean(0), rtol=1e-5, atol=1e-5)
+    assert len(per_template) == 60
+    expected = torch.stack(per_template).mean(0)
+    torch.testing.assert_close(model.fixed_embeddings.cpu(), expected, rtol=1e-4, atol=1e-4)
 
     ckpt = torch.load(out / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)
     gpa_keys = {"gpa." + key.replace(".", "__") for key in PROMPT_KEYS}

@@ -366,7 +366,7 @@ class PromptKD(CLIPPromptTrainer):
         teacher.requires_grad_(False)
         teacher.to(self.device).eval()
         counter = teacher.text_encoder.register_forward_hook(_count_text_tower_run)
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad():  # once, in fp32 whatever PREC: the classifier of every later evaluation
             text_features = teacher.encode_text().float()  # (C, E_t), normalised
         counter.remove()
         logger.info("Teacher text features computed once for %d classes (stored in the student)", len(classnames))
