@@ -45,6 +45,16 @@ def test_train_eval_reload_and_checkpoint(tiny) -> None:
     evaluator = run_train(tiny.args("CoOp", "CoOp/vit_b16_ep50", out_eval, *opts, seed=2, eval_from=out, load_epoch=2))
     assert last_accuracy(out_eval, "eval_only") == pytest.approx(final)
     torch.testing.assert_close(evaluator._models["prompt_learner"].ctx.detach().cpu(), learned)
+    # MODEL.INIT_WEIGHTS starts a new run from a saved prompt learner
+    init = str(out / "prompt_learner" / "model.pth.tar-2")
+    fresh = run_train(
+        [
+            "--no-train",
+            *tiny.args("CoOp", "CoOp/vit_b16_ep50", tiny.tmp / "init", *opts, "MODEL.INIT_WEIGHTS", init, seed=3),
+        ]
+    )
+    torch.testing.assert_close(fresh._models["prompt_learner"].ctx.detach().cpu(), learned)
+
     # trainable parameters got gradients in the last step, frozen ones none
     with_grad, frozen_grad = gradient_report(trainer.model)
     assert with_grad == {"prompt_learner.ctx"} and frozen_grad == set()

@@ -218,24 +218,14 @@ class CoOpTextPromptTrainer(CLIPPromptTrainer):
         for name, param in model.named_parameters():
             param.requires_grad_("prompt_learner" in name)
         log_trainable_parameters(model)
-        if cfg.MODEL.INIT_WEIGHTS:
-            self.load_init_weights(prompt_learner, cfg.MODEL.INIT_WEIGHTS)
+        if cfg.MODEL.INIT_WEIGHTS:  # into the prompt learner, before moving to the device (methods.md §3.0)
+            self._load_file_into(prompt_learner, cfg.MODEL.INIT_WEIGHTS)
         model.to(self.device)
         install_trained_state_checkpointing(prompt_learner)
         self.model = model
         self.optim = build_optimizer(prompt_learner, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model(self.MODEL_NAME, prompt_learner, self.optim, self.sched)
-
-    def load_init_weights(self, prompt_learner: nn.Module, path: str) -> None:
-        """``MODEL.INIT_WEIGHTS``: a prompt-learner checkpoint loaded before training (methods.md §3.0)."""
-        from dassl.utils import load_checkpoint
-
-        from .common import load_trained_state
-
-        checkpoint = load_checkpoint(path)
-        state_dict = checkpoint.get("state_dict", checkpoint)
-        load_trained_state(prompt_learner, state_dict, drop_keys=self.DROP_KEYS, source=path)
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
         image, label = self.parse_batch_train(batch)

@@ -32,7 +32,6 @@ from .common import (
     check_input_size,
     freeze_by_name,
     init_text_context,
-    load_trained_state,
     log_trainable_parameters,
     prompt_texts,
 )
@@ -153,14 +152,7 @@ class MaPLe(CLIPPromptTrainer):
         logger.info("Turning off gradients in both the image and the text encoder")
         freeze_by_name(model)
         log_trainable_parameters(model)
-        if cfg.MODEL.INIT_WEIGHTS:
-            from dassl.utils import load_checkpoint
-
-            checkpoint = load_checkpoint(cfg.MODEL.INIT_WEIGHTS)
-            load_trained_state(
-                model, checkpoint.get("state_dict", checkpoint), drop_keys=self.DROP_KEYS, source=cfg.MODEL.INIT_WEIGHTS
-            )
-        self.register_prompt_model(model)
+        self.register_prompt_model(model)  # also loads MODEL.INIT_WEIGHTS (methods.md §3.0)
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
         image, label = self.parse_batch_train(batch)
