@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted((ROOT / "scripts").glob("*/*.sh"))
+METHOD_DIRS = ("promptkd", "promptsrc", "independent-vlp", "maple", "cocoop", "coop", "zsclip")
+SCRIPTS = sorted(path for folder in METHOD_DIRS for path in (ROOT / "scripts" / folder).glob("*.sh"))
 # scripts whose arguments are all optional (dataset list)
 OPTIONAL_ARGS = {"reproduce_base2new.sh", "reproduce_xd.sh"}
 
