@@ -123,3 +123,61 @@ def test_results_line_schema(tmp_path):
     ]  # fmt: skip
     assert (first["event"], first["classes"], first["seed"], first["dataset"]) == ("eval", "new", 0, "OxfordPets")
     assert first["metrics"]["accuracy"] == 97.5
+
+
+def _linear_trainer(seed: int = 0) -> tuple[TrainerBase, nn.Linear]:
+    torch.manual_seed(seed)
+    layer = nn.Linear(4, 2)
+    t = TrainerBase()
+    t.register_model("m", layer, torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9))
+    return t, layer
+
+
+def test_grad_scaler_step_equals_plain_step_and_skips_overflow():
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    plain, plain_layer = _linear_trainer()
+    scaled, scaled_layer = _linear_trainer()
+    scaled.grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    for _ in range(3):
+        plain.model_backward_and_update(plain_layer(x).pow(2).mean())
+        scaled.model_backward_and_update(scaled_layer(x).pow(2).mean())
+    for a, b in zip(plain_layer.parameters(), scaled_layer.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)  # power-of-two scaling is undone exactly
+
+    before = [p.detach().clone() for p in scaled_layer.parameters()]
+    scaled.model_zero_grad()
+    scaled.model_backward(scaled_layer(x).pow(2).mean())
+    scaled_layer.weight.grad.view(-1)[0] = float("inf")  # as if the scaled gradients overflowed
+    scaled.model_update()
+    assert all(torch.equal(a, b) for a, b in zip(before, scaled_layer.parameters(), strict=True))
+    assert scaled.grad_scaler.get_scale() == 2.0**9  # overflow halves the scale
+
+
+def test_tensorboard_is_optional(monkeypatch, tmp_path, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    t = TrainerBase()
+    with caplog.at_level("WARNING"):
+        t.init_writer(str(tmp_path / "tb"))
+    assert t._writer is None and "TensorBoard unavailable" in caplog.text
+    t.write_scalar("train/loss", 1.0, 0)  # no-op
+    t.close_writer()
+
+
+def test_before_epoch_sets_distributed_sampler_epoch():
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from dassl.engine import SimpleTrainer
+
+    data = list(range(8))
+    t = TrainerBase()
+    t.train_loader_x = DataLoader(data, batch_size=2, sampler=DistributedSampler(data, num_replicas=2, rank=0))
+    t.train_loader_u = None
+    t.epoch = 3
+    SimpleTrainer.before_epoch(t)
+    assert t.train_loader_x.sampler.epoch == 3
+    order_3 = list(t.train_loader_x.sampler)
+    t.epoch = 4
+    SimpleTrainer.before_epoch(t)
+    assert list(t.train_loader_x.sampler) != order_3  # a new shuffle each epoch
