@@ -81,3 +81,11 @@ def test_meta_net_shifts_context_per_image() -> None:
         learner.meta_net.linear2.bias.fill_(0.1)
         contexts = learner.shifted_contexts(torch.randn(2, 32))
     torch.testing.assert_close(contexts - learner.ctx, torch.full((2, 4, 32), 0.1))
+
+
+def test_trainable_count_at_real_vit_b16_size() -> None:
+    """ViT-B/16, ctxv1 (4 tokens): ctx 2,048 + meta-net (512x32 + 32) + (32x512 + 512) = 35,360 (meta device)."""
+    with torch.device("meta"):
+        real = clip.model.CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)
+        learner = CoCoOpPromptLearner(["a", "b"], real, 4, "a photo of a")
+    assert sum(p.numel() for p in learner.parameters()) == 35_360

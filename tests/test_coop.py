@@ -112,3 +112,13 @@ def test_resnet_backbone_stays_in_eval_mode_while_prompts_train() -> None:
     loss.backward()
     torch.testing.assert_close(resnet.visual.bn1.running_mean, stats)
     assert model.prompt_learner.ctx.grad.abs().sum() > 0
+
+
+def test_trainable_count_at_real_vit_b16_size() -> None:
+    """ViT-B/16, 16 context tokens: 16 x 512 = 8,192 values; class-specific: x C (meta device)."""
+    with torch.device("meta"):
+        real = clip.model.CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)
+        shared = CoOpPromptLearner(["a", "b", "c"], real, 16)
+        specific = CoOpPromptLearner(["a", "b", "c"], real, 16, class_specific=True)
+    assert sum(p.numel() for p in shared.parameters()) == 8_192
+    assert sum(p.numel() for p in specific.parameters()) == 3 * 8_192

@@ -16,6 +16,7 @@ from tests.helpers.baseline_trainer_runs import (
     run_train,
 )
 from tests.helpers.tiny_clip import tiny_clip_state_dict
+from trainers.common import freeze_by_name
 from trainers.maple import MaPLeCLIP, MultiModalPromptLearner
 
 CONFIG = "MaPLe/vit_b16_c2_ep5_batch4_2ctx"
@@ -109,3 +110,13 @@ def test_prompt_learner_shapes_coupling_and_depth_checks() -> None:
     resnet = clip.build_model(tiny_clip_state_dict(vision="resnet", vision_layers=1))
     with pytest.raises(ValueError, match="MaPLe needs a ViT image encoder"):
         MultiModalPromptLearner(["cat"], resnet, 2, "a photo of a", prompt_depth=1)
+
+
+def test_trainable_count_at_real_vit_b16_size() -> None:
+    """ViT-B/16 (D_t 512, D_v 768), N_CTX 2, depth 9: ctx 1,024 + proj 393,984 + 8 x (1,024 + 393,984) = 3,555,072
+    (the 3.55M of the MaPLe paper). Built on the meta device: shapes only, no memory, no time."""
+    with torch.device("meta"):
+        real = clip.model.CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12, design=clip.PromptDesign(variant="maple"))
+        model = MaPLeCLIP(real, MultiModalPromptLearner(["a", "b"], real, 2, "a photo of a", 9))
+    freeze_by_name(model)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 3_555_072
