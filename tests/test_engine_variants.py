@@ -37,11 +37,13 @@ def test_trainer_xu_rejects_unknown_count_iter(toy_root, tmp_path):
 
 def test_default_build_model_uses_simplenet(toy_root, tmp_path):
     opts = {"MODEL.BACKBONE.PRETRAINED": "False", "OPTIM.MAX_EPOCH": 1}
-    argv = toy_argv(toy_root, str(tmp_path / "sn"), "--backbone", "mobilenet_v3_small", opts=opts)
+    argv = toy_argv(toy_root, str(tmp_path / "sn"), "--backbone", "mobilenet_v3_small", "--no-train", opts=opts)
     argv[argv.index("ToyNet")] = "ToySimpleNet"
     t = train.main(argv)
     assert isinstance(t.model, SimpleNet) and t.get_model_names() == ["model"]
+    assert isinstance(t._optims["model"], torch.optim.SGD) and t._scheds["model"] is not None
     assert t.model.fdim == 576 and t.model.classifier.out_features == 3
+    t.set_model_mode("eval")
     logits, feats = t.model(torch.zeros(2, 3, 16, 16), return_feature=True)
     assert logits.shape == (2, 3) and feats.shape == (2, 576)
     assert "# params: " in (tmp_path / "sn" / "log.txt").read_text()
