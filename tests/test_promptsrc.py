@@ -112,6 +112,14 @@ def test_promptsrc_trains_with_frozen_references_and_upstream_checkpoint_keys(tr
     for key in PROMPT_KEYS:
         torch.testing.assert_close(ckpt["state_dict"][key], ckpt["state_dict"]["gpa." + key.replace(".", "__")])
 
+    # one more step: gradients reach exactly the trainable prompts (not the backbone, not the ZS encoder)
+    batch = next(iter(trainer.train_loader_x))
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 10**6
+    assert trainer.forward_backward(batch)["loss"] > 0
+    for name, param in model.named_parameters():
+        assert (param.grad is not None) == param.requires_grad == (name in PROMPT_KEYS), name
+
     final = read_results(out)[-1]
     ev = tmp_path / "eval"
     run_train(
