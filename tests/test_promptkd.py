@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 
 import pytest
 import torch
@@ -284,3 +285,23 @@ def test_upstream_student_file_uses_the_teachers_features(trainer_env, teacher_r
     with pytest.raises(KeyError, match="no 'text_features'"):
         no_teacher = kd_opts(trainer_env, str(tmp_path / "absent"))
         run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev2", *no_teacher, flags=flags)
+
+
+def test_resume_restores_prompts_projector_and_stored_features(trainer_env, teacher_run, tmp_path):  # noqa: F811
+    opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TRAIN.CHECKPOINT_FREQ", "1")
+    full = tmp_path / "full"
+    run_train(trainer_env, "PromptKD", CONFIG, full, *opts)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full, resumed)
+    folder = resumed / "VLPromptLearner"
+    (folder / "model.pth.tar-2").unlink()  # as if interrupted after epoch 1
+    (folder / "checkpoint").write_text("model.pth.tar-1\n")
+    (resumed / "results.jsonl").unlink()
+    run_train(trainer_env, "PromptKD", CONFIG, resumed, *opts)
+    a = torch.load(full / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    b = torch.load(folder / "model.pth.tar-2", weights_only=True)["state_dict"]
+    assert set(a) == set(b) == STUDENT_KEYS
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    summary = [r.get("metrics", r.get("hm")) for r in read_results(resumed)]
+    assert summary == [r.get("metrics", r.get("hm")) for r in read_results(full)[-3:]]
