@@ -13,6 +13,7 @@ from dassl.optim.lr_scheduler import AVAI_SCHEDS, ConstantWarmupScheduler, Linea
 from dassl.optim.optimizer import AVAI_OPTIMS
 from dassl.optim.radam import AdamW, PlainRAdam, RAdam
 from dassl.utils import load_checkpoint, save_checkpoint
+from dassl.utils._safe_unpickle import PickledObject
 
 
 def _cfg(**overrides):
@@ -162,6 +163,9 @@ def test_warmup_state_dict_is_plain_and_references_no_objects():
     assert plain(state)
     with pytest.raises(KeyError, match="neither 'inner'"):
         sched.load_state_dict({"last_epoch": 0})
+    broken = PickledObject()  # an upstream 'successor' whose state did not survive
+    with pytest.raises(ValueError, match="cannot recover the inner scheduler state"):
+        sched.load_state_dict({"last_epoch": 3, "successor": broken})
     linear = build_lr_scheduler(optim, _cfg(LR_SCHEDULER="cosine", WARMUP_EPOCH=2, WARMUP_TYPE="linear"))
     assert isinstance(linear, LinearWarmupScheduler)
 

@@ -31,6 +31,12 @@ def _inner_state_from_old_layout(successor: Any) -> dict[str, Any]:
     """State dict of an upstream ``successor`` entry: placeholder object, live scheduler or plain dict."""
     if isinstance(successor, PickledObject):
         state = successor.state if isinstance(successor.state, dict) else {}
+        if "last_epoch" not in state:
+            raise ValueError(
+                f"cannot recover the inner scheduler state from the upstream checkpoint entry {successor!r} "
+                "(no 'last_epoch' in its pickled state); resume from a checkpoint written by this engine or "
+                "start the schedule afresh"
+            )
     elif isinstance(successor, LRScheduler):
         state = successor.state_dict()
     elif isinstance(successor, dict):
