@@ -280,3 +280,89 @@ def test_tee_delegates_stream_protocol_and_never_closes_console(tmp_path):
     finally:
         console.close()
     assert (tmp_path / "console.txt").read_text() == "x\nstill open\n"
+
+
+# ----------------------------------------------------------------------------------------------- module map
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        ("dassl", ["__version__", "__author__", "__homepage__"]),
+        ("dassl.config", ["get_cfg_default", "clean_cfg", "register_cfg_defaults", "apply_cfg_defaults"]),
+        ("dassl.config.defaults", ["_C"]),
+        ("dassl.optim", ["build_optimizer", "build_lr_scheduler"]),
+        ("dassl.optim.optimizer", ["AVAI_OPTIMS", "build_optimizer"]),
+        ("dassl.optim.lr_scheduler", ["AVAI_SCHEDS", "ConstantWarmupScheduler", "LinearWarmupScheduler"]),
+        ("dassl.optim.radam", ["RAdam", "PlainRAdam", "AdamW"]),
+        ("dassl.evaluation", ["build_evaluator", "EVALUATOR_REGISTRY", "EvaluatorBase", "Classification"]),
+        (
+            "dassl.metrics",
+            ["compute_accuracy", "compute_distance_matrix", "cosine_distance", "euclidean_squared_distance"],
+        ),  # fmt: skip
+        (
+            "dassl.utils",
+            [
+                "mkdir_if_missing",
+                "check_isfile",
+                "read_json",
+                "write_json",
+                "set_random_seed",
+                "download_url",
+                "read_image",
+                "collect_env_info",
+                "listdir_nohidden",
+                "get_most_similar_str_to_a_from_b",
+                "check_availability",
+                "tolist_if_not",
+                "Logger",
+                "setup_logger",
+                "AverageMeter",
+                "MetricMeter",
+                "Registry",
+                "save_checkpoint",
+                "load_checkpoint",
+                "resume_from_checkpoint",
+                "open_all_layers",
+                "open_specified_layers",
+                "count_num_param",
+                "load_pretrained_weights",
+                "init_network_weights",
+            ],
+        ),  # fmt: skip
+        ("dassl.utils.torchtools", ["adjust_learning_rate", "set_bn_to_eval"]),
+    ],
+)
+def test_public_names_live_at_upstream_module_paths(module, names):
+    """Spec 1.1/1.2: upstream code imports these names from exactly these modules."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    missing = [name for name in names if not hasattr(mod, name)]
+    assert not missing
+    if module == "dassl":
+        assert mod.__version__ == "0.6.3"
+
+
+def test_layer_helpers():
+    from torch import nn
+
+    from dassl.utils import init_network_weights, open_all_layers, open_specified_layers
+    from dassl.utils.torchtools import set_bn_to_eval
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("body", nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
+    model.add_module("head", nn.Linear(4, 2))
+    open_specified_layers(model, "head")
+    assert [p.requires_grad for p in model.parameters()] == [False, False, False, False, True, True]
+    assert model.head.training and not model.body.training
+    with pytest.raises(AttributeError, match="neck"):
+        open_specified_layers(model, ["neck"])
+    open_all_layers(model)
+    assert all(p.requires_grad for p in model.parameters()) and model.body.training
+    model.apply(set_bn_to_eval)
+    assert not model.body[1].training and model.body[0].training
+    init_network_weights(model, init_type="normal", gain=0.02)
+    assert torch.all(model.body[0].bias == 0) and torch.all(model.body[1].weight == 1)
+    assert model.head.weight.std().item() < 0.1
+    with pytest.raises(ValueError, match="init_type"):
+        init_network_weights(model, init_type="uniform")
