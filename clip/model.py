@@ -328,10 +328,15 @@ def encode_text_embeddings(
     """Token embeddings `(C, L, D)` -> text features `(C, E)`, pooled at the EOT token (largest id).
 
     Shared by `CLIP.encode_text` and `TextEncoder` so prompted and plain text paths are the same code.
+    The attention is causal, so the tokens after the last EOT of the batch can never reach a pooled row:
+    the sequence is cut there before the transformer (same result as the full 77 tokens, several times
+    less work for short prompts).
     """
-    x = x + positional_embedding.to(x.dtype)
+    eot = tokenized.argmax(dim=-1)
+    length = int(eot.max()) + 1
+    x = (x + positional_embedding.to(x.dtype))[:, :length]
     x = transformer(x, deep_prompts)
-    x = x[torch.arange(x.shape[0], device=x.device), tokenized.argmax(dim=-1)]  # (C, D); LN is per token
+    x = x[torch.arange(x.shape[0], device=x.device), eot]  # (C, D); LN is per token
     return ln_final(x) @ text_projection
 
 

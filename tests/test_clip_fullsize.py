@@ -44,4 +44,4 @@ def test_full_size_parity_with_open_clip(name: str) -> None:
     errors = parity_errors(ours, ref, images, texts)
     logger.info("%s parity errors: %s", name, errors)
     assert errors["scale"] > 0.1
-    assert max(errors["image"], errors["text"], errors["logits"]) <= 1e-5, errors
+    assert max(errors["image"], errors["text"], errors["cosine"]) <= 1e-5, errors

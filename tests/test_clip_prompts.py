@@ -110,10 +110,11 @@ def test_ivlp_text_tokens_replaced_after_sot_with_length_kept() -> None:
     with torch.no_grad():
         plain = model.token_embedding(tokens)
         TextEncoder(model)(plain, tokens)
-    first = plain + model.positional_embedding
+    length = int(tokens.argmax(dim=-1).max()) + 1  # causal: tokens after the last EOT are cut (exact)
+    first = (plain + model.positional_embedding)[:, :length]
     for i in range(LAYERS):
         previous = first if i == 0 else outputs[i - 1]
-        assert inputs[i].shape == (2, 77, 32)
+        assert inputs[i].shape == (2, length, 32)  # the same length in every block
         if 1 <= i <= depth - 1:
             prompts = model.transformer.resblocks[i].VPT_shallow
             assert torch.equal(inputs[i][:, 1 : 1 + N_T], prompts.expand(2, -1, -1))
