@@ -188,13 +188,16 @@ def test_distributed_loaders(tmp_path, monkeypatch):
     assert sorted(seen) == list(range(11))
 
 
-def test_persistent_workers_when_workers(tmp_path):
+def test_persistent_workers_only_on_request(tmp_path):
+    """Upstream re-creates workers every epoch (seeded from the torch RNG); keeping them alive is opt-in."""
     cfg = _cfg(tmp_path, workers=1)
     items = _write_images(tmp_path, 4)
-    loader = build_data_loader(
-        cfg, "SequentialSampler", items, batch_size=2, tfm=build_transform(cfg, False), is_train=False
-    )
-    assert loader.persistent_workers and loader.num_workers == 1
+    tfm = build_transform(cfg, False)
+    loader = build_data_loader(cfg, "SequentialSampler", items, batch_size=2, tfm=tfm, is_train=False)
+    assert not loader.persistent_workers and loader.num_workers == 1
+    cfg.DATALOADER.PERSISTENT_WORKERS = True
+    loader = build_data_loader(cfg, "SequentialSampler", items, batch_size=2, tfm=tfm, is_train=False)
+    assert loader.persistent_workers
 
 
 def test_domain_and_class_samplers_do_not_draw_at_construction():

@@ -70,6 +70,9 @@ _C.DATASET.CACHE_DIR = ""
 ###########################
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
+# Engine addition: keep loader workers alive across epochs. Off by default: upstream re-creates workers each
+# epoch, seeding them from the torch RNG, which keeps runs (and resumed runs) identical to upstream's.
+_C.DATALOADER.PERSISTENT_WORKERS = False
 _C.DATALOADER.K_TRANSFORMS = 1
 _C.DATALOADER.RETURN_IMG0 = False
 _C.DATALOADER.TRAIN_X = CN()

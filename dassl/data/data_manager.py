@@ -3,8 +3,9 @@
 Single-process behaviour is upstream's: torch's `RandomSampler` / `SequentialSampler`, no loader generator,
 no ``worker_init_fn``, so a seeded run draws the same torch RNG values (§8.3, §8.6). Changes:
 
-- ``pin_memory`` only when CUDA is used; ``persistent_workers`` when ``NUM_WORKERS > 0`` (workers are then
-  seeded once per loader instead of once per epoch: still deterministic for a fixed worker count).
+- ``pin_memory`` only when CUDA is used; ``persistent_workers`` only with ``DATALOADER.PERSISTENT_WORKERS``
+  (off by default: workers are then seeded once per loader instead of once per epoch, which saves worker start-up
+  but changes the torch RNG stream and is not restored on resume).
 - Under ``torch.distributed`` with world size > 1, a training loader uses torch's ``DistributedSampler``
   (shuffled like ``RandomSampler`` when that is the configured sampler, seed ``cfg.SEED`` or 0 when unseeded)
   and a per-process batch of ``batch_size // world_size`` (so the global batch stays the configured one);
@@ -180,7 +181,7 @@ def build_data_loader(
         num_workers=num_workers,
         drop_last=is_train and num_items >= batch_size,
         pin_memory=_use_cuda(cfg),
-        persistent_workers=num_workers > 0,
+        persistent_workers=num_workers > 0 and bool(cfg.DATALOADER.get("PERSISTENT_WORKERS", False)),
     )
     if len(loader) == 0 and (is_train or world_size == 1):  # an evaluation shard may be empty on some rank
         raise ValueError(

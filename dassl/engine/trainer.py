@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.data.data_manager import set_loader_epoch
-from dassl.evaluation import build_evaluator
+from dassl.evaluation import Classification, build_evaluator
 from dassl.modeling import SimpleNet
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
@@ -532,7 +532,10 @@ class SimpleTrainer(TrainerBase):
                 output = self.model_inference(input)
             self.evaluator.process(output, label)
 
-        results = self.evaluator.evaluate()
+        if isinstance(self.evaluator, Classification):  # tags the confusion-matrix file with the split
+            results = self.evaluator.evaluate(split=split)
+        else:  # evaluators written for upstream take no arguments
+            results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         self.record_results(split, results)
