@@ -1,0 +1,65 @@
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PYTHONPATH
+# One prepared GPU benchmark run for issue #8 (bench/README.md): ~4-6 minutes on one H100/H200.
+#   - distillation step, bf16, batch 8 and 256, 37 and 1000 classes: images/s, phase split, MFU, peak memory, and
+#     the upstream algorithm (text tower every step) in the same process;
+#   - measured optimisations: frozen towers stored in bf16, torch.compile, fp32/TF32 reference;
+#   - evaluation: student with stored W vs upstream's teacher + student.
+# Output: $OUT/bench_gpu.txt (everything) and one JSON per benchmark in $OUT.
+# CPU check of this script's logic: PROMPTKD_BENCH_TINY=1 OUT=/tmp/gpu_run bash bench/gpu_run.sh
+# (tiny models, small batches; every step still runs). Each step has its own time limit, and a failing or
+# out-of-memory step is reported and the script goes on.
+set -u -o pipefail
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/.." || exit 1
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+OUT=${OUT:-bench/results/gpu_run}
+mkdir -p "$OUT"
+TXT="$OUT/bench_gpu.txt"
+: >"$TXT"
+
+if [ -n "${PROMPTKD_BENCH_TINY:-}" ] && [ "${PROMPTKD_BENCH_TINY}" != "0" ]; then
+    # tiny models (bench/common.py), small batches, fewer repetitions (appended: argparse keeps the last value),
+    # generous limits (a loaded 2-core CPU needs ~30 s just to import torch)
+    BIG="2 4"; EVAL="4 8"; FEW_EVAL="--warmup 1 --iters 2 --upstream-iters 1"
+    FEW="$FEW_EVAL --split-iters 1"
+    lim() { echo 300; }
+else
+    BIG="8 256"; EVAL="100 256"; FEW=""; FEW_EVAL=""
+    lim() { echo "$1"; }  # a step's time limit in seconds
+fi
+
+step() {  # step NAME LIMIT_S ARGS... : run "python3 -m ARGS", log to $TXT, keep going on failure
+    local name=$1 limit=$2; shift 2
+    echo "=== $name (limit ${limit}s): python3 -m $*" | tee -a "$TXT"
+    local start=$SECONDS
+    timeout --kill-after=10 "$limit" python3 -m "$@" 2>&1 | tee -a "$TXT"
+    local rc=${PIPESTATUS[0]}
+    echo "=== $name: exit $rc after $(( SECONDS - start ))s$([ "$rc" = 124 ] && echo ' (TIME LIMIT)')" | tee -a "$TXT"
+    echo | tee -a "$TXT"
+}
+
+{
+    echo "=== machine"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+    python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+    python3 -c "import yacs, ftfy; print('yacs', yacs.__file__, 'ftfy', ftfy.__version__)"
+    git rev-parse --short HEAD 2>/dev/null || echo "commit: (not a git checkout)"
+    date -u
+    echo
+} 2>&1 | tee -a "$TXT"
+
+# 1. The required table: both algorithms, bf16, batch 8 and 256, 37 and 1000 classes.
+step distill_bf16 "$(lim 200)" bench.distill --device auto --prec bf16 --batch-sizes $BIG --classes 37 1000 \
+    --warmup 3 --iters 10 --upstream-iters 5 --split-iters 3 $FEW --json "$OUT/distill_bf16.json"
+# 2. Evaluation throughput, ours vs upstream.
+step evaluate_bf16 "$(lim 90)" bench.evaluate --device auto --prec bf16 --batch-sizes $EVAL --classes 37 1000 \
+    --warmup 3 --iters 10 --upstream-iters 5 $FEW_EVAL --json "$OUT/evaluate_bf16.json"
+# 3. Optimisation candidates, our algorithm only, 1000 classes (the reference is row "ours" of step 1).
+step distill_frozen_bf16 "$(lim 60)" bench.distill --device auto --prec bf16 --frozen-dtype bf16 \
+    --batch-sizes $BIG --classes 1000 --no-upstream --no-eval --warmup 3 --iters 10 --split-iters 3 \
+    $FEW --json "$OUT/distill_frozen_bf16.json"
+step distill_fp32_tf32 "$(lim 60)" bench.distill --device auto --prec fp32 --batch-sizes $BIG --classes 1000 \
+    --no-upstream --no-eval --warmup 2 --iters 5 --split-iters 2 $FEW --json "$OUT/distill_fp32.json"
+step distill_compile "$(lim 150)" bench.distill --device auto --prec bf16 --compile --batch-sizes $BIG \
+    --classes 1000 --no-upstream --no-eval --warmup 3 --iters 10 --split-iters 3 $FEW --json "$OUT/distill_compile.json"
+echo "=== all steps finished" | tee -a "$TXT"
