@@ -214,7 +214,7 @@ def run_demo(
             output_dir / "data", seed=preset.generator_seed, per_class=preset.per_class, size=preset.image_size
         )
 
-    announce("[2/6] Tiny teacher and student CLIPs (contrastive pre-training, cached)")
+    announce("[2/6] Tiny teacher and student CLIPs: contrastive pre-training (skipped when cached)")
     with _timed(seconds, "pretrain"), stage_bar("pre-training", preset.pretrain.steps, enabled=progress) as bar:
 
         def advance(step: int, total: int, losses: dict) -> None:

@@ -364,6 +364,7 @@ def pretrained_clips(
     teacher, student, metrics = pretrain(settings, progress)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     metrics["settings"] = dataclasses.asdict(settings)
+    metrics = json.loads(json.dumps(metrics))  # the same plain-JSON form a cached run returns
     _save_atomic(teacher, teacher_path)
     _save_atomic(student, student_path)
     _save_atomic(metrics, metrics_path)
