@@ -21,15 +21,22 @@ if [ -n "${PROMPTKD_BENCH_TINY:-}" ] && [ "${PROMPTKD_BENCH_TINY}" != "0" ]; the
     # tiny models (bench/common.py), small batches, fewer repetitions (appended: argparse keeps the last value),
     # generous limits (a loaded 2-core CPU needs ~30 s just to import torch)
     BIG="2 4"; EVAL="4 8"; FEW_EVAL="--warmup 1 --iters 2 --upstream-iters 1"
-    FEW="$FEW_EVAL --split-iters 1"
+    FEW="$FEW_EVAL --split-iters 1"; FEW_DATA="--images 8 --workers 0 1 --epochs 1"; BUDGET=1800
     lim() { echo 300; }
 else
-    BIG="8 256"; EVAL="100 256"; FEW=""; FEW_EVAL=""
+    BIG="8 256"; EVAL="100 256"; FEW=""; FEW_EVAL=""; FEW_DATA=""; BUDGET=420
     lim() { echo "$1"; }  # a step's time limit in seconds
 fi
 
+DEADLINE=${BENCH_DEADLINE_S:-$BUDGET}  # the whole script ends within this many seconds (+10 s to kill a step)
 step() {  # step NAME LIMIT_S ARGS... : run "python3 -m ARGS", log to $TXT, keep going on failure
     local name=$1 limit=$2; shift 2
+    local left=$(( DEADLINE - SECONDS ))
+    [ "$limit" -gt "$left" ] && limit=$left
+    if [ "$limit" -lt 20 ]; then
+        echo "=== $name: SKIPPED (only ${left}s left of the ${DEADLINE}s budget)" | tee -a "$TXT"
+        return
+    fi
     echo "=== $name (limit ${limit}s): python3 -m $*" | tee -a "$TXT"
     local start=$SECONDS
     timeout --kill-after=10 "$limit" python3 -m "$@" 2>&1 | tee -a "$TXT"
@@ -60,6 +67,8 @@ step distill_frozen_bf16 "$(lim 60)" bench.distill --device auto --prec bf16 --f
     $FEW --json "$OUT/distill_frozen_bf16.json"
 step distill_fp32_tf32 "$(lim 60)" bench.distill --device auto --prec fp32 --batch-sizes $BIG --classes 1000 \
     --no-upstream --no-eval --warmup 2 --iters 5 --split-iters 2 $FEW --json "$OUT/distill_fp32.json"
-step distill_compile "$(lim 150)" bench.distill --device auto --prec bf16 --compile --batch-sizes $BIG \
+step dataloader "$(lim 75)" bench.dataloader --images 384 --workers 0 4 8 16 --epochs 2 --draft \
+    $FEW_DATA --json "$OUT/dataloader.json"
+step distill_compile "$(lim 120)" bench.distill --device auto --prec bf16 --compile --batch-sizes $BIG \
     --classes 1000 --no-upstream --no-eval --warmup 3 --iters 10 --split-iters 3 $FEW --json "$OUT/distill_compile.json"
 echo "=== all steps finished" | tee -a "$TXT"
