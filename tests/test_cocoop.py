@@ -62,13 +62,15 @@ def test_meta_net_shifts_context_per_image() -> None:
         one_by_one = torch.cat([model(images[i : i + 1]) for i in range(3)])
         model.max_text_sequences = 6  # two images per pass, then one
         chunked = model(images)
-    torch.testing.assert_close(batched, one_by_one)  # each image only sees its own prompts
-    torch.testing.assert_close(chunked, one_by_one)
+    # each image only sees its own prompts (logits are 100 x cosine: float noise of batched matmuls ~1e-5)
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(chunked, one_by_one, rtol=1e-4, atol=1e-4)
     with torch.no_grad():  # methods.md §3.3 for image 2, written out
         f = torch.nn.functional.normalize(clip_model.visual(images[2:3]), dim=-1)  # (1, E)
         prompts = learner.build_prompts(learner.ctx + learner.meta_net(f))  # (C, L, D)
         text = torch.nn.functional.normalize(model.text_encoder(prompts, learner.tokenized_prompts), dim=-1)
-        torch.testing.assert_close(batched[2], clip_model.logit_scale.exp() * (f @ text.t())[0])
+        expected = clip_model.logit_scale.exp() * (f @ text.t())[0]
+        torch.testing.assert_close(batched[2], expected, rtol=1e-4, atol=1e-4)
 
     # with a zero shift, CoCoOp is CoOp with the same context
     with torch.no_grad():
@@ -76,7 +78,7 @@ def test_meta_net_shifts_context_per_image() -> None:
         learner.meta_net.linear2.bias.zero_()
         coop = CoOpPromptLearner(names, clip_model, n_ctx=4)
         coop.ctx.copy_(learner.ctx)
-        torch.testing.assert_close(model(images), CoOpCLIP(clip_model, coop)(images))
+        torch.testing.assert_close(model(images), CoOpCLIP(clip_model, coop)(images), rtol=1e-4, atol=1e-4)
         # a non-zero shift moves every context token of an image by the same vector
         learner.meta_net.linear2.bias.fill_(0.1)
         contexts = learner.shifted_contexts(torch.randn(2, 32))
