@@ -33,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.common import (
     ClipArch,
@@ -409,6 +410,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split-iters", type=int, default=2, help="GPU: extra synced steps for the phase split")
     p.add_argument("--frozen-dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true", help="torch.compile the student and teacher image tower")
+    p.add_argument(
+        "--attention",
+        default="auto",
+        choices=["auto", "math"],
+        help="auto: PyTorch picks the fused SDPA kernel; math: the unfused reference (to measure the gain)",
+    )
     p.add_argument("--no-upstream", action="store_true", help="measure only our algorithm")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation comparison")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -520,12 +527,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         return [trainer]
     setup = DistillSetup(get_arch(args.teacher), get_arch(args.student), device, args.prec,
                          frozen_dtype=args.frozen_dtype)  # fmt: skip
-    print(f"# distill: teacher {args.teacher}, student {args.student}, {setup.precision.description}, "
-          f"frozen weights {args.frozen_dtype}, compile {args.compile}", flush=True)  # fmt: skip
+    options = f"frozen weights {args.frozen_dtype}, compile {args.compile}, attention {args.attention}"
+    print(f"# distill: teacher {args.teacher}, student {args.student}, {setup.precision.description}, {options}")
     records = []
+    attention = sdpa_kernel(SDPBackend.MATH) if args.attention == "math" else contextlib.nullcontext()
     for n_classes in args.classes:
         torch.manual_seed(0)
-        records.append(run_configuration(setup, n_classes, args))
+        with attention:
+            records.append(run_configuration(setup, n_classes, args))
         print(f"# done: {n_classes} classes", file=sys.stderr, flush=True)
     print(report(records, info), flush=True)
     if args.json:
@@ -533,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             "machine": info,
             "setup": {"teacher": args.teacher, "student": args.student, "prec": args.prec,
                       "precision": setup.precision.description, "frozen_dtype": args.frozen_dtype,
-                      "compile": args.compile},
+                      "compile": args.compile, "attention": args.attention},
             "configurations": [
                 {**{k: v for k, v in r.items() if k != "rows"}, "rows": [x.as_dict() for x in r["rows"]]}
                 for r in records
