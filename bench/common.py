@@ -266,7 +266,8 @@ def peak_memory_mib(device: torch.device) -> float:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+    message = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in message or "not enough memory" in message
 
 
 # ------------------------------------------------------------------------------------------------ output

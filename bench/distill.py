@@ -282,38 +282,73 @@ class StepResult:
 
 
 def measure_steps(
-    models: DistillModels, batch: int, upstream: bool, warmup: int, iters: int, split_iters: int
-) -> StepResult:
-    """Median full-step time (no syncs inside the step) and the mean phase split (syncs between phases)."""
+    models: DistillModels, batch: int, iters: dict[str, int], warmup: int, split_iters: int
+) -> list[StepResult]:
+    """Median full-step time per algorithm (``iters`` maps "ours"/"upstream" to timed steps), the mean phase split
+    and the peak memory; every algorithm is OOM-guarded on its own.
+
+    The timed steps of the algorithms alternate, so a change of machine load (a shared CPU) hits both alike. On
+    CUDA the timed steps run free (no sync inside a step), a separate synced run gives the split, and one step
+    per algorithm after a reset of the allocator statistics gives its peak memory. On CPU syncs cost nothing,
+    so the timed steps also give the split; the peak is the process's maximum RSS.
+    """
     setup = models.setup
-    result = StepResult("upstream" if upstream else "ours", models.n_classes, batch)
-    result.flops = step_flops(models, batch, upstream)
+    device, on_cpu = setup.device, setup.device.type != "cuda"
+    results = {
+        name: StepResult(name, models.n_classes, batch, flops=step_flops(models, batch, name == "upstream"))
+        for name in iters
+    }
     res = setup.student_arch.image_resolution
-    image = torch.randn(batch, 3, res, res, device=setup.device)
-    reset_peak_memory(setup.device)
-    free_clock = PhaseClock(setup.device, split=False)
-    if upstream and warmup:  # warm the text tower at a small size; the full-size pass is the timed one
+    image = torch.randn(batch, 3, res, res, device=device)
+    free_clock = PhaseClock(device, split=False)
+    clocks = {name: PhaseClock(device, split=True) for name in iters}
+
+    def guarded(name: str, clock: PhaseClock) -> float | None:
+        """One timed step; None (and the error recorded) when it runs out of memory."""
+        try:
+            synchronize(device)
+            start = time.perf_counter()
+            train_step(models, image, name == "upstream", clock)
+            synchronize(device)
+            return time.perf_counter() - start
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            results[name].error = "OOM"
+            models.optimizer.zero_grad(set_to_none=True)
+            reset_peak_memory(device)
+            return None
+
+    if "upstream" in iters and warmup:  # warm the text tower at a small size; full-size passes are timed
         encode_class_features(models, limit=min(8, models.n_classes), full_length=True)
     for _ in range(warmup):
-        train_step(models, image, upstream=False, clock=free_clock)
-    times = []
-    split_clock = PhaseClock(setup.device, split=True)
-    on_cpu = setup.device.type != "cuda"
-    for _ in range(iters):
-        synchronize(setup.device)
-        start = time.perf_counter()
-        # On CPU a phase sync costs nothing, so the timed steps also give the split.
-        train_step(models, image, upstream, split_clock if on_cpu else free_clock)
-        synchronize(setup.device)
-        times.append(time.perf_counter() - start)
+        if guarded("ours", free_clock) is None:
+            return list(results.values())
+    if not on_cpu:
+        for name in iters:
+            reset_peak_memory(device)
+            if guarded(name, free_clock) is not None:
+                results[name].peak_mib = peak_memory_mib(device)
+    times: dict[str, list[float]] = {name: [] for name in iters}
+    for i in range(max(iters.values())):
+        for name, n in iters.items():
+            if i < n and results[name].error is None:
+                seconds = guarded(name, clocks[name] if on_cpu else free_clock)
+                if seconds is not None:
+                    times[name].append(seconds)
     if not on_cpu:
         for _ in range(split_iters):
-            train_step(models, image, upstream, split_clock)
-    runs = len(times) if on_cpu else split_iters
-    result.phases_s = {k: v / max(runs, 1) for k, v in split_clock.seconds.items()}
-    result.step_s = statistics.median(times)
-    result.peak_mib = peak_memory_mib(setup.device)
-    return result
+            for name in iters:
+                if results[name].error is None:
+                    guarded(name, clocks[name])
+    for name, result in results.items():
+        if result.error is None and times[name]:
+            runs = len(times[name]) if on_cpu else split_iters
+            result.phases_s = {k: v / max(runs, 1) for k, v in clocks[name].seconds.items()}
+            result.step_s = statistics.median(times[name])
+            if on_cpu:
+                result.peak_mib = peak_memory_mib(device)
+    return list(results.values())
 
 
 def measure_eval_batch(models: DistillModels, batch: int, warmup: int, iters: int) -> dict[str, float]:
@@ -426,24 +461,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run_configuration(setup: DistillSetup, n_classes: int, args: argparse.Namespace) -> dict:
-    """All batch sizes at one class count; each (algorithm, batch) is OOM-guarded on its own."""
+    """All batch sizes at one class count; each (algorithm, batch) is OOM-guarded on its own (in measure_steps)."""
     build_start = time.perf_counter()
     models = build_models(setup, n_classes)
     if args.compile:
         models.compile()
     record: dict[str, Any] = {"classes": n_classes, "build_s": time.perf_counter() - build_start, "rows": []}
     for batch in args.batch_sizes:
-        for upstream in [False] if args.no_upstream else [False, True]:
-            try:
-                iters = args.upstream_iters if upstream else args.iters
-                result = measure_steps(models, batch, upstream, args.warmup, iters, args.split_iters)
-            except RuntimeError as error:
-                if not is_out_of_memory(error):
-                    raise
-                result = StepResult("upstream" if upstream else "ours", n_classes, batch, error="OOM")
-                models.optimizer.zero_grad(set_to_none=True)
-                reset_peak_memory(setup.device)
-            record["rows"].append(result)
+        iters = {"ours": args.iters} if args.no_upstream else {"ours": args.iters, "upstream": args.upstream_iters}
+        record["rows"] += measure_steps(models, batch, iters, args.warmup, args.split_iters)
         if not args.no_eval:
             try:
                 record.setdefault("eval", {})[batch] = measure_eval_batch(models, batch, args.warmup, args.iters)
