@@ -110,3 +110,19 @@ def test_dataloader_prints_pipeline_tables(capsys):
 def test_format_table_aligns_and_marks_missing_values():
     table = format_table(["a", "bb"], [[1.23456, None], [1234.5, "x"]])
     assert table.splitlines() == ["| a    | bb |", "|------|----|", "| 1.23 |  - |", "| 1234 |  x |"]
+
+
+def test_out_of_memory_is_reported_per_algorithm(monkeypatch, capsys):
+    real_step = distill.train_step
+
+    def upstream_runs_out_of_memory(models, image, upstream, clock):
+        if upstream:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_step(models, image, upstream, clock)
+
+    monkeypatch.setattr(distill, "train_step", upstream_runs_out_of_memory)
+    (record,) = distill.main(["--classes", "3", "--batch-sizes", "2", "--iters", "1", "--warmup", "1", "--no-eval"])
+    ours, upstream = record["rows"]
+    assert ours.error is None and ours.step_s > 0
+    assert upstream.error == "OOM" and upstream.step_s is None
+    assert "upstream (OOM)" in capsys.readouterr().out
