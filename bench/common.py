@@ -37,6 +37,7 @@ __all__ = [
     "build_visual",
     "device_peak_tflops",
     "format_table",
+    "get_arch",
     "is_out_of_memory",
     "machine_info",
     "peak_memory_mib",

@@ -117,7 +117,11 @@ class DistillModels:
 
 
 def build_models(setup: DistillSetup, n_classes: int) -> DistillModels:
-    """Random-weight teacher and student as ``PromptKD.build_model`` arranges them (ZERO teacher text passes yet)."""
+    """Random-weight teacher and student as ``PromptKD.build_model`` arranges them, then ``W`` computed once.
+
+    Class names are ``"class {i}"`` (prompt ``"a photo of a class i."``, EOT at position 9-10; the text tower's
+    cost in the upstream algorithm does not depend on them, since it always runs all 77 positions).
+    """
     classnames = [f"class {i}" for i in range(n_classes)]
     teacher_design = ivlp_design(setup.teacher_depth, setup.teacher_depth, setup.n_ctx, setup.n_ctx)
     teacher = PromptedCLIP(build_clip(setup.teacher_arch, teacher_design), classnames, setup.n_ctx, CTX_INIT)
@@ -126,7 +130,7 @@ def build_models(setup: DistillSetup, n_classes: int) -> DistillModels:
 
     visual = build_visual(setup.student_arch, ivlp_design(setup.student_depth, 0, setup.n_ctx, 0))
     student = PromptKDStudent(visual, torch.tensor(LOGIT_SCALE), n_classes)
-    student.materialize(setup.teacher_arch.embed_dim)  # W is filled by compute_text_features
+    student.materialize(setup.teacher_arch.embed_dim)  # W is filled by encode_class_features below
     freeze_by_name(student)
     student.to(setup.device).train()
     if setup.frozen_dtype == "bf16":
