@@ -508,7 +508,10 @@ def report(records: list[dict], info: dict) -> str:
         for batch, algos in by_batch.items():
             ours, up = algos.get("ours"), algos.get("upstream")
             if ours and up and ours.step_s and up.step_s:
-                ratio_rows.append([record["classes"], batch, _ms(ours.step_s), _ms(up.step_s), up.step_s / ours.step_s])
+                text = up.phases_s.get("teacher_text")
+                composed = (ours.step_s + text) / ours.step_s if text is not None else None
+                ratio_rows.append([record["classes"], batch, _ms(ours.step_s), _ms(up.step_s), _ms(text),
+                                   up.step_s / ours.step_s, composed])  # fmt: skip
             ev = record.get("eval", {}).get(batch)
             if ev and "error" not in ev and up and up.phases_s.get("teacher_text") is not None:
                 text = up.phases_s["teacher_text"]
@@ -518,7 +521,8 @@ def report(records: list[dict], info: dict) -> str:
     out = [format_machine(info), "", "## Training step", format_table(headers, rows)]
     if ratio_rows:
         title = "## Upstream algorithm (text tower re-run every step) / ours, same models, same process"
-        ratio_headers = ["classes", "batch", "ours ms", "upstream ms", "upstream / ours"]
+        ratio_headers = ["classes", "batch", "ours ms", "upstream ms", "text tower ms", "upstream / ours",
+                         "(ours + text tower) / ours"]  # fmt: skip
         out += ["", title, format_table(ratio_headers, ratio_rows)]
     if eval_rows:
         title = "## Evaluation per batch: ours = student + stored W; upstream = teacher image + text tower + student"
