@@ -118,6 +118,7 @@ class PretrainSettings:
     weight_decay: float = 0.05
     warmup_steps: int = 30
     canonical_word_prob: float = 0.7
+    crop_area_min: float = 0.7  # milder than 0.35: a crop that cuts the shape away teaches the wrong word
     colours: tuple[str, ...] = field(default=("red", "green", "blue", "yellow", "purple", "orange"))
     shapes: tuple[str, ...] = field(default=("circle", "square", "triangle", "cross", "ring"))
 
@@ -209,14 +210,14 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Batched random resized crop (area 35-100 %, aspect 3/4-4/3) + horizontal flip, as one affine resample.
+def _augment(x: torch.Tensor, gen: torch.Generator, area_min: float = 0.7) -> torch.Tensor:
+    """Batched random resized crop (area ``area_min``-100 %, aspect 3/4-4/3) + horizontal flip, one affine resample.
 
     Mirrors the trainers' ``random_resized_crop``/``random_flip`` in spirit, so the frozen towers already
     cope with crops when the prompts are trained.
     """
     n = x.shape[0]
-    area = torch.empty(n).uniform_(0.35, 1.0, generator=gen)
+    area = torch.empty(n).uniform_(area_min, 1.0, generator=gen)
     log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)
     ratio = log_ratio.exp()
     sx = (area * ratio).sqrt().clamp(max=1.0)
@@ -280,12 +281,11 @@ def pretrain(
     params = [p for m in models.values() for p in m.parameters()]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # the fused kernel is ~9x faster here: the 49408-row token embeddings dominate the update
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.98), eps=1e-6)
     for model in models.values():
         model.train()
     losses: dict[str, float] = {}
@@ -293,7 +293,7 @@ def pretrain(
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, settings)
         index = torch.randint(len(pool), (settings.batch_size,), generator=gen)
-        batch = _augment(pool[index], gen)
+        batch = _augment(pool[index], gen, settings.crop_area_min)
         captions = [
             make_caption(by_label[int(y)].colour, by_label[int(y)].shape, rng, settings.canonical_word_prob)
             for y in labels[index.numpy()]
