@@ -1,0 +1,123 @@
+"""Interleaved A/B comparison of training-step variants of our algorithm (issue #8, item 4).
+
+On a shared machine the load changes from minute to minute (two identical CPU runs here differed by 2x), so
+variants timed in separate processes cannot be compared. This builds one model set per variant in ONE process
+and alternates their timed steps (A, B, C, A, B, C, ...), so every variant sees the same load. Ratios are
+printed against the first variant (the reference).
+
+Variants: ``bf16`` (reference: autocast bf16, fp32 weights), ``fp32`` (no autocast; TF32 on CUDA),
+``frozen-bf16`` (frozen teacher image tower and student tower stored in bf16: autocast has no weight casts to
+do), ``math-attention`` (unfused SDPA reference: the gain of the fused kernel), ``compile`` (``torch.compile``
+of student and teacher image tower).
+
+    python -m bench.ab --variants bf16 fp32 frozen-bf16 math-attention --classes 37 --batch 4 --iters 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from bench.common import (
+    bench_is_tiny,
+    format_machine,
+    format_table,
+    get_arch,
+    machine_info,
+    resolve_device,
+    synchronize,
+    write_json_atomic,
+)
+from bench.distill import DistillSetup, PhaseClock, build_models, step_flops, train_step
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "bf16": {"prec": "bf16"},
+    "fp32": {"prec": "fp32"},
+    "frozen-bf16": {"prec": "bf16", "frozen_dtype": "bf16"},
+    "math-attention": {"prec": "bf16", "attention": "math"},
+    "compile": {"prec": "bf16", "compile": True},
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    tiny = bench_is_tiny()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="+", default=["bf16", "fp32", "frozen-bf16", "math-attention"])
+    p.add_argument("--teacher", default="tiny-teacher" if tiny else "ViT-L/14")
+    p.add_argument("--student", default="tiny-student" if tiny else "ViT-B/16")
+    p.add_argument("--classes", type=int, default=37)
+    p.add_argument("--batch", type=int, default=2 if tiny else 4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--iters", type=int, default=2 if tiny else 4)
+    p.add_argument("--json", default="")
+    args = p.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    teacher, student = get_arch(args.teacher), get_arch(args.student)
+    models, attention = {}, {}
+    for name in args.variants:
+        spec = VARIANTS[name]
+        setup = DistillSetup(teacher, student, device, spec["prec"], frozen_dtype=spec.get("frozen_dtype", "fp32"))
+        torch.manual_seed(0)
+        models[name] = build_models(setup, args.classes)
+        if spec.get("compile"):
+            models[name].compile()
+        attention[name] = spec.get("attention", "auto")
+    res = student.image_resolution
+    image = torch.randn(args.batch, 3, res, res, device=device)
+    clock = PhaseClock(device, split=False)
+    times: dict[str, list[float]] = {name: [] for name in models}
+
+    def step(name: str) -> float:
+        backend = sdpa_kernel(SDPBackend.MATH) if attention[name] == "math" else contextlib.nullcontext()
+        with backend:
+            synchronize(device)
+            start = time.perf_counter()
+            train_step(models[name], image, False, clock)
+            synchronize(device)
+            return time.perf_counter() - start
+
+    for name in models:
+        for _ in range(args.warmup):
+            step(name)
+    for _ in range(args.iters):
+        for name in models:
+            times[name].append(step(name))
+    reference = statistics.median(times[args.variants[0]])
+    flops = step_flops(next(iter(models.values())), args.batch, upstream=False)
+    rows = []
+    for name in models:
+        median = statistics.median(times[name])
+        rows.append({"variant": name, "step_s": median, "images_per_s": args.batch / median,
+                     "speedup_vs_reference": reference / median, "tflops": flops / median / 1e12,
+                     "runs_s": times[name]})  # fmt: skip
+    info = machine_info(device)
+    print(format_machine(info))
+    what = f"{args.teacher} -> {args.student}, {args.classes} classes, batch {args.batch}"
+    print(f"\n## Step variants of our algorithm, timed steps interleaved ({what})")
+    headers = ["variant", "step ms", "images/s", f"speed-up vs {args.variants[0]}", "TFLOP/s", "all runs ms"]
+    table = [[r["variant"], 1000 * r["step_s"], r["images_per_s"], r["speedup_vs_reference"], r["tflops"],
+              " ".join(f"{1000 * t:.0f}" for t in r["runs_s"])] for r in rows]  # fmt: skip
+    print(format_table(headers, table))
+    if args.json:
+        write_json_atomic(args.json, {"machine": info, "args": vars(args), "rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
