@@ -10,7 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import dataloader, distill, evaluate
+from bench import ab, dataloader, distill, evaluate
 from bench.common import (
     build_clip,
     build_visual,
@@ -126,3 +126,12 @@ def test_out_of_memory_is_reported_per_algorithm(monkeypatch, capsys):
     assert ours.error is None and ours.step_s > 0
     assert upstream.error == "OOM" and upstream.step_s is None
     assert "upstream (OOM)" in capsys.readouterr().out
+
+
+def test_ab_interleaves_variants_and_reports_speedup_vs_the_first(capsys):
+    rows = ab.main(["--variants", "bf16", "frozen-bf16", "--iters", "2", "--classes", "3"])
+    assert [r["variant"] for r in rows] == ["bf16", "frozen-bf16"]
+    assert rows[0]["speedup_vs_reference"] == 1.0 and all(len(r["runs_s"]) == 2 for r in rows)
+    assert "speed-up vs bf16" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ab.main(["--variants", "bf16", "fp8"])
