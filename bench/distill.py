@@ -262,6 +262,7 @@ class StepResult:
     flops: int = 0
     peak_mib: float | None = None
     error: str | None = None
+    runs_s: list[float] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float | None:
@@ -282,6 +283,7 @@ class StepResult:
             "achieved_tflops": self.tflops(),
             "peak_mib": self.peak_mib,
             "error": self.error,
+            "runs_s": self.runs_s,
         }
 
 
@@ -350,6 +352,7 @@ def measure_steps(
             runs = len(times[name]) if on_cpu else split_iters
             result.phases_s = {k: v / max(runs, 1) for k, v in clocks[name].seconds.items()}
             result.step_s = statistics.median(times[name])
+            result.runs_s = times[name]
             if on_cpu:
                 result.peak_mib = peak_memory_mib(device)
     return list(results.values())
