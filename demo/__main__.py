@@ -48,7 +48,7 @@ def describe(result: DemoResult) -> str:
         result.table.rstrip(),
         "",
         f"Chance on the novel classes: {m['chance_novel']:.1f}%.",
-        f"Teacher zero-shot after pre-training: base {teacher_zs['zero_shot_base']:.1f}%, "
+        f"Teacher CLIP zero-shot after pre-training (fresh images): base {teacher_zs['zero_shot_base']:.1f}%, "
         f"novel {teacher_zs['zero_shot_novel']:.1f}%",
         f"Teacher (PromptSRC):  base {result.teacher_base:.1f}%  novel {result.teacher_novel:.1f}%",
         f"Student (PromptKD):   base {result.student_base:.1f}%  novel {result.student_novel:.1f}%  "
@@ -57,7 +57,8 @@ def describe(result: DemoResult) -> str:
         "",
         "Written:",
         f"  dataset (Caltech101 layout)  {result.dataset.dataset_dir}",
-        f"  pre-trained CLIPs ({'cached' if result.clips.cached else 'new'})   {result.clips.teacher_path.parent}",
+        f"  pre-trained CLIPs            {result.clips.teacher_path.parent} "
+        f"({'loaded from the cache' if result.clips.cached else 'new'})",
         f"  teacher run (PromptSRC)      {result.teacher_dir}",
         f"  teacher novel evaluation     {result.teacher_novel_dir}",
         f"  teacher checkpoint           {result.teacher_checkpoint}",

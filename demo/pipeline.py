@@ -167,8 +167,13 @@ def _run_train(argv: list[str], description: str, progress: bool, verbose: bool)
     """``train.main(argv)`` in this process, its console output turned into a progress bar."""
     import train  # the real entry point (imports datasets and trainers for their registrations)
 
-    with stage_bar(description, None, enabled=progress) as bar, train_output(bar, verbose):
-        train.main(argv)
+    with stage_bar(description, None, enabled=progress) as bar:
+        with train_output(bar, verbose):
+            train.main(argv)
+        if bar.total is None:  # evaluation only: no iteration lines
+            bar.total = 1
+        bar.n = bar.total
+        bar.set_postfix_str("done", refresh=True)
 
 
 @contextlib.contextmanager

@@ -152,7 +152,8 @@ def test_shipped_presets_only_override_sizes_epochs_and_paths():
 def test_preset_refuses_a_method_setting(tmp_path):
     text = (Path(__file__).resolve().parents[1] / "configs/demo/small.yaml").read_text()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(text.replace("  OPTIM:\n    MAX_EPOCH: 2", "  OPTIM:\n    LR: 0.1\n    MAX_EPOCH: 2", 1))
+    assert "  OPTIM:\n" in text
+    bad.write_text(text.replace("  OPTIM:\n", "  OPTIM:\n    LR: 0.1\n", 1))
     with pytest.raises(ValueError, match=r"OPTIM\.LR may not be overridden"):
         load_preset(str(bad))
     wrong_size = tmp_path / "size.yaml"
@@ -184,18 +185,30 @@ def test_output_folder_not_made_by_the_demo_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.fixture
+def one_thread():
+    """One torch thread: robust when the CI cores are shared (2 threads on a busy 2-core box spin-wait and run
+    several times slower; on an idle box 1 thread costs ~1.3x)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
-def test_demo_small_shows_the_learning_signal(tmp_path):
+def test_demo_small_shows_the_learning_signal(tmp_path, one_thread):
     """Pre-training, PromptSRC teacher, PromptKD student and the table at the CI size, fresh cache."""
     result = run_demo(load_preset("small"), tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
     chance = result.clips.metrics["chance_novel"]
     assert chance == pytest.approx(100 / 15)
-    # Measured (seed 1, small preset): THRESHOLDS_FILLED_IN_BELOW
-    assert result.teacher_novel > 3 * chance
-    assert result.student_base > 3 * chance and result.student_novel > 3 * chance
-    assert abs(result.student_base - result.teacher_base) < 25
-    assert abs(result.student_novel - result.teacher_novel) < 25
-    assert result.kd_loss_last_epoch < result.kd_loss_first_epoch
+    # Measured on the 2-core dev machine (seed 1, fresh cache, 1 thread): teacher base 69.3 / novel 60.0,
+    # student base 52.7 / novel 45.3 (HM 48.7), KD loss 38.65 (epoch 1) -> 16.15 (epoch 10), chance 6.7.
+    # Thresholds keep a wide margin for other CPUs / thread counts while still failing when nothing is learned.
+    assert result.teacher_novel > 4 * chance  # base-to-novel transfer of the teacher (60.0 measured)
+    assert result.student_base > 4 * chance and result.student_novel > 4 * chance  # 52.7, 45.3
+    assert result.student_base >= 0.6 * result.teacher_base  # agreement with the teacher: 0.76 measured
+    assert result.student_novel >= 0.6 * result.teacher_novel  # 0.76 measured
+    assert result.kd_loss_last_epoch < 0.75 * result.kd_loss_first_epoch  # 0.42 measured
     # real artefacts: upstream teacher layout, table, logs
     assert result.teacher_checkpoint.relative_to(result.output_dir).parts[:3] == (
         "teacher_model",
