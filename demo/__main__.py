@@ -1,4 +1,4 @@
-"""``python -m demo``: the offline PromptKD demo (no downloads, no datasets, a few minutes on 2 CPU cores).
+"""The offline PromptKD demo, ``python -m demo`` (no downloads, no datasets, a few minutes on 2 CPU cores).
 
 Teacher prompt learning (PromptSRC) on the base classes of a generated benchmark, unsupervised distillation
 (PromptKD) into a smaller student on unlabeled images of all classes, and the base/novel/HM table -- all
@@ -22,7 +22,7 @@ DEFAULT_THREADS = 2  # the tiny models stop scaling beyond a couple of cores; mo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument(
         "--preset", default="default", help="configs/demo/<preset>.yaml or a YAML path; 'small' is the CI size"
     )

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reporting.files import write_text_atomic
+
 from .config import REPO_ROOT, DemoPreset
 from .pretrain import PretrainResult, pretrained_clips
 from .progress import stage_bar, train_output
@@ -284,7 +286,7 @@ def run_demo(
     announce("[6/6] Results table (parse_test_res.py)")
     table = _parse_table(output_dir / "base2new")
     table_file = output_dir / "results_table.txt"
-    table_file.write_text(table, encoding="utf-8")
+    write_text_atomic(str(table_file), table)
     kd_losses = kd_loss_by_epoch(student_dir / "log.txt")
     summary = _summary_record(student_dir)
     seconds["total"] = round(time.perf_counter() - total_start, 1)
@@ -307,5 +309,5 @@ def run_demo(
         kd_loss_last_epoch=kd_losses[-1],
         seconds=seconds,
     )
-    (output_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2), encoding="utf-8")
+    write_text_atomic(str(output_dir / "summary.json"), json.dumps(result.summary(), indent=2) + "\n")
     return result

@@ -177,6 +177,17 @@ def test_kd_loss_is_read_per_epoch_from_the_log(tmp_path):
         kd_loss_by_epoch(tmp_path / "empty.txt")
 
 
+def test_one_command_script_runs_the_demo_module(tmp_path):
+    import shutil
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "demo.sh"
+    done = subprocess.run(["bash", str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--preset" in done.stdout and "offline PromptKD demo" in done.stdout
+    if shutil.which("shellcheck"):
+        assert subprocess.run(["shellcheck", str(script)], capture_output=True).returncode == 0
+
+
 def test_output_folder_not_made_by_the_demo_is_refused(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not created by the demo"):
