@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = load_preset(args.preset)
     out = sys.stdout
     out.write(
-        f"PromptKD offline demo (preset {preset.name}, {threads} threads); pre-trained CLIP cache: "
+        f"PromptKD offline demo (preset {preset.name}, torch threads: {threads}); pre-trained CLIP cache: "
         f"{demo_cache_dir(args.cache_dir)}\n"
     )
     out.flush()
