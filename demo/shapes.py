@@ -96,6 +96,12 @@ def class_list(colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = 
         chosen = {(i + k) % n_shapes for k in range(count)}
         for j, shape in enumerate(shapes):
             (base if j in chosen else novel).append((colour, shape))
+    unseen = sorted(({c for c, _ in novel} - {c for c, _ in base}) | ({s for _, s in novel} - {s for _, s in base}))
+    if unseen:
+        raise ValueError(
+            f"{n_colours} colours x {n_shapes} shapes leave {unseen} out of the base classes, so the novel classes "
+            "would not be combinations of seen words; use a grid whose sides differ by less (e.g. 6 x 5)"
+        )
     ordered = [(c, s, True) for c, s in base] + [(c, s, False) for c, s in novel]
     return [ShapeClass(label, c, s, is_base) for label, (c, s, is_base) in enumerate(ordered)]
 

@@ -56,6 +56,11 @@ def test_class_split_puts_unseen_combinations_of_seen_words_in_novel(colours, sh
     assert len({c.name for c in classes}) == n
 
 
+def test_class_split_refuses_a_grid_that_hides_a_word_from_the_base_classes():
+    with pytest.raises(ValueError, match=r"leave \['ring'\] out of the base classes"):
+        class_list(("red", "green"), ("circle", "square", "triangle", "cross", "ring"))
+
+
 def test_dataset_is_read_by_the_real_caltech101_reader(tmp_path):
     data = write_caltech_layout(tmp_path / "d", seed=3, per_class=(3, 1, 2), colours=("red", "blue"), shapes=SHAPES2)
     split_file = tmp_path / "d" / "caltech-101" / "split_zhou_Caltech101.json"
