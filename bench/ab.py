@@ -6,7 +6,8 @@ and alternates their timed steps (A, B, C, A, B, C, ...), so every variant sees 
 printed against the first variant (the reference), of the medians and of the best runs (on a shared CPU whose
 load swings, the best run is the one least disturbed; on a dedicated GPU the two agree).
 
-Variants: ``bf16`` (reference: autocast bf16, fp32 weights), ``fp32`` (no autocast; TF32 on CUDA),
+Variants: ``bf16`` (reference: autocast bf16, fp32 weights), ``fp32`` (no autocast, PyTorch's default full-fp32
+CUDA matmuls, as the trainer runs ``PREC fp32``), ``fp32-tf32`` (the same with TF32 matmuls allowed),
 ``frozen-bf16`` (frozen teacher image tower and student tower stored in bf16: autocast has no weight casts to
 do), ``math-attention`` (unfused SDPA reference: the gain of the fused kernel), ``compile`` (``torch.compile``
 of student and teacher image tower).
@@ -20,7 +21,7 @@ import argparse
 import contextlib
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -40,11 +41,24 @@ from bench.distill import DistillSetup, PhaseClock, build_models, step_flops, tr
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "bf16": {"prec": "bf16"},
-    "fp32": {"prec": "fp32"},
+    "fp32": {"prec": "fp32"},  # what PREC fp32 runs: PyTorch's default, full-fp32 matmuls on CUDA
+    "fp32-tf32": {"prec": "fp32", "tf32": True},
     "frozen-bf16": {"prec": "bf16", "frozen_dtype": "bf16"},
     "math-attention": {"prec": "bf16", "attention": "math"},
     "compile": {"prec": "bf16", "compile": True},
 }
+
+
+@contextlib.contextmanager
+def _matmul_tf32(enabled: bool) -> Iterator[None]:
+    """Allow TF32 CUDA matmuls (and cuDNN convolutions) inside the block only."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled or saved[1]
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     device = resolve_device(args.device)
     teacher, student = get_arch(args.teacher), get_arch(args.student)
-    models, attention = {}, {}
+    models, attention, tf32 = {}, {}, {}
     for name in args.variants:
         spec = VARIANTS[name]
         setup = DistillSetup(teacher, student, device, spec["prec"], frozen_dtype=spec.get("frozen_dtype", "fp32"))
@@ -79,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if spec.get("compile"):
             models[name].compile()
         attention[name] = spec.get("attention", "auto")
+        tf32[name] = bool(spec.get("tf32", False))
     res = student.image_resolution
     image = torch.randn(args.batch, 3, res, res, device=device)
     clock = PhaseClock(device, split=False)
@@ -86,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     def step(name: str) -> float:
         backend = sdpa_kernel(SDPBackend.MATH) if attention[name] == "math" else contextlib.nullcontext()
-        with backend:
+        with backend, _matmul_tf32(tf32[name]):
             synchronize(device)
             start = time.perf_counter()
             train_step(models[name], image, False, clock)

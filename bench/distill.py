@@ -547,10 +547,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = resolve_device(args.device)  # PyTorch's default matmul precision, as the trainer (no TF32)
     info = machine_info(device)
     if args.trainer_run:
         with tempfile.TemporaryDirectory(prefix="promptkd-bench-") as workdir:

@@ -2,7 +2,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # One prepared GPU benchmark run for issue #8 (bench/README.md): ~4-6 minutes on one H100/H200.
 #   - distillation step, bf16, batch 8 and 256, 37 and 1000 classes: images/s, phase split, MFU, peak memory, and
 #     the upstream algorithm (text tower every step) in the same process;
-#   - measured optimisations (bench/ab.py, interleaved in one process): frozen towers stored in bf16, fp32/TF32,
+#   - measured optimisations (bench/ab.py, interleaved in one process): frozen towers stored in bf16, fp32, TF32,
 #     unfused (math) attention; torch.compile in its own step (compile time bounded by the step's limit);
 #   - the data-loading pipeline on the machine's 16 CPU cores;
 #   - evaluation: student with stored W vs upstream's teacher + student.
@@ -67,9 +67,9 @@ step evaluate_bf16 "$(lim 90)" bench.evaluate --device auto --prec bf16 --batch-
     --warmup 3 --iters 10 --upstream-iters 5 $FEW_EVAL --json "$OUT/evaluate_bf16.json"
 # 3. Optimisation candidates, our algorithm, 1000 classes: variants built in one process, timed steps interleaved
 #    (reference: bf16 autocast with fp32 weights, as step 1).
-step ab_large_batch "$(lim 75)" bench.ab --device auto --variants bf16 frozen-bf16 fp32 math-attention \
+step ab_large_batch "$(lim 80)" bench.ab --device auto --variants bf16 frozen-bf16 fp32 fp32-tf32 math-attention \
     --classes 1000 --batch $AB_LARGE --warmup 2 --iters 10 $FEW_AB --json "$OUT/ab_large_batch.json"
-step ab_small_batch "$(lim 60)" bench.ab --device auto --variants bf16 frozen-bf16 fp32 math-attention \
+step ab_small_batch "$(lim 50)" bench.ab --device auto --variants bf16 frozen-bf16 fp32-tf32 \
     --classes 1000 --batch $AB_SMALL --warmup 3 --iters 20 $FEW_AB --json "$OUT/ab_small_batch.json"
 step dataloader "$(lim 75)" bench.dataloader --images 384 --workers 0 4 8 16 --epochs 2 --draft \
     $FEW_DATA --json "$OUT/dataloader.json"
