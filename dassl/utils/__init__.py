@@ -1,5 +1,6 @@
-"""Utilities: filesystem/JSON/seeding helpers, logging tee, meters, registries, checkpoint helpers."""
+"""Utilities: atomic writes, filesystem/JSON/seeding helpers, logging tee, meters, registries, checkpoint helpers."""
 
+from .atomic import *  # noqa: F403
 from .logger import *  # noqa: F403
 from .meters import *  # noqa: F403
 from .registry import *  # noqa: F403
