@@ -13,13 +13,13 @@ The raw counts behind the percentages are available as ``counts()`` (and upstrea
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..utils.atomic import atomic_torch_save
 from .build import EVALUATOR_REGISTRY
 from .label_metrics import confusion_matrix, macro_f1_score
 
@@ -52,20 +52,6 @@ def _gather_from_ranks(values: list[int]) -> list[int]:
     gathered: list[Any] = [None] * world_size
     torch.distributed.all_gather_object(gathered, values)
     return [v for part in gathered for v in part]
-
-
-def _atomic_torch_save(obj: Any, fpath: str) -> None:
-    dirname = os.path.dirname(fpath) or "."
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=dirname)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, fpath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @EVALUATOR_REGISTRY.register()
@@ -164,7 +150,7 @@ class Classification(EvaluatorBase):
             cmat = torch.from_numpy(confusion_matrix(yt, yp, normalize="true"))
             fname = f"cmat_{split}.pt" if split else "cmat.pt"
             save_path = os.path.join(self.cfg.OUTPUT_DIR, fname)
-            _atomic_torch_save(cmat, save_path)
+            atomic_torch_save(cmat, save_path)
             print(f"Confusion matrix is saved to {save_path}")
 
         return results

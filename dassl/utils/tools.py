@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import urllib.request
 import warnings
 from collections.abc import Sequence
@@ -22,6 +21,8 @@ import numpy as np
 import PIL
 import torch
 from PIL import Image
+
+from .atomic import atomic_write
 
 __all__ = [
     "mkdir_if_missing",
@@ -70,19 +71,8 @@ def write_json(obj: Any, fpath: str | os.PathLike) -> None:
 
     A bare file name writes into the current directory (upstream called ``makedirs("")`` and failed).
     """
-    fpath = os.fspath(fpath)
-    dirname = os.path.dirname(fpath)
-    if dirname:
-        mkdir_if_missing(dirname)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=dirname or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=4, separators=(",", ": "))
-        os.replace(tmp, fpath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(fpath) as f:
+        json.dump(obj, f, indent=4, separators=(",", ": "))
 
 
 def set_random_seed(seed: int, deterministic: bool = False) -> None:
@@ -116,26 +106,16 @@ def download_url(url: str, dst: str | os.PathLike) -> None:
     from tqdm import tqdm
 
     dst = os.fspath(dst)
-    dirname = os.path.dirname(dst)
-    if dirname:
-        mkdir_if_missing(dirname)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dirname or ".")
     logger.info("Downloading %s to %s", url, dst)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dst)) as bar:
-                while True:
-                    chunk = response.read(1 << 16)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(dst, "wb") as out, urllib.request.urlopen(url) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dst)) as bar:
+            while True:
+                chunk = response.read(1 << 16)
+                if not chunk:
+                    break
+                out.write(chunk)
+                bar.update(len(chunk))
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -20,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ._safe_unpickle import PickledObject, restricted_torch_load
+from .atomic import atomic_copy_file, atomic_torch_save, atomic_write_text
 from .tools import mkdir_if_missing
 
 __all__ = [
@@ -37,32 +36,6 @@ logger = logging.getLogger(__name__)
 
 POINTER_FILE = "checkpoint"
 BEST_FILE = "model-best.pth.tar"
-
-
-def _atomic_torch_save(obj: Any, fpath: str) -> None:
-    dirname = os.path.dirname(fpath) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=dirname)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, fpath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(text: str, fpath: str) -> None:
-    dirname = os.path.dirname(fpath) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dirname)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, fpath)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _strip_module_prefix(state_dict: dict[str, Any]) -> OrderedDict:
@@ -89,18 +62,16 @@ def save_checkpoint(
 
     fname = model_name or f"model.pth.tar-{state['epoch']}"
     fpath = os.path.join(save_dir, fname)
-    _atomic_torch_save(state, fpath)
+    atomic_torch_save(state, fpath)
     print(f"Checkpoint saved to {fpath}")
 
     is_epoch_file = not model_name or model_name.startswith("model.pth.tar-")
     if is_epoch_file:
-        _atomic_write_text(f"{os.path.basename(fpath)}\n", os.path.join(save_dir, POINTER_FILE))
+        atomic_write_text(f"{os.path.basename(fpath)}\n", os.path.join(save_dir, POINTER_FILE))
 
     if is_best:
         best_fpath = os.path.join(os.path.dirname(fpath), BEST_FILE)
-        tmp = best_fpath + ".tmp"
-        shutil.copyfile(fpath, tmp)
-        os.replace(tmp, best_fpath)
+        atomic_copy_file(fpath, best_fpath)
         print(f'Best checkpoint saved to "{best_fpath}"')
     return fpath
 
