@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import torch
@@ -20,7 +19,7 @@ import torch
 from dassl.config import apply_cfg_defaults, get_cfg_default
 from dassl.engine import build_trainer
 from dassl.engine.distributed import env_rank
-from dassl.utils import Logger, set_random_seed, setup_logger
+from dassl.utils import Logger, atomic_write_text, set_random_seed, setup_logger
 
 logger = logging.getLogger("train")
 
@@ -119,17 +118,8 @@ def print_args(args: argparse.Namespace, cfg) -> None:
 
 def save_config(cfg, output_dir: str) -> str:
     """Write the merged config to ``output_dir/config.yaml`` atomically (temp file + os.replace)."""
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "config.yaml")
-    fd, tmp = tempfile.mkstemp(prefix=".config.yaml.", dir=output_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(cfg.dump())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_text(cfg.dump(), path)
     return path
 
 

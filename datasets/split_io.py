@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dassl.data.datasets import Datum
+from dassl.utils.atomic import atomic_write_text
 
 __all__ = [
     "SPLIT_KEYS",
@@ -142,17 +142,7 @@ def dumps_split(train: Sequence[Item], val: Sequence[Item], test: Sequence[Item]
 def write_json_atomic(text_or_obj: Any, path: str) -> None:
     """Write JSON (or an already-serialised string) to ``path`` via a temp file + ``os.replace``."""
     text = text_or_obj if isinstance(text_or_obj, str) else json.dumps(text_or_obj, separators=(",", ":"))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(text, path)
 
 
 def load_json_file(path: str) -> Any:
