@@ -22,12 +22,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dassl.utils.atomic import atomic_copy_file
 from reporting.files import write_text_atomic
 
 from .config import REPO_ROOT, DemoPreset
@@ -152,19 +152,6 @@ def _kd_weight(dataset_key: str) -> str:
     raise KeyError(f"configs/kd_weights.yaml has no entry for {dataset_key!r}")
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _run_train(argv: list[str], description: str, progress: bool, verbose: bool) -> None:
     """``train.main(argv)`` in this process, its console output turned into a progress bar."""
     import train  # the real entry point (imports datasets and trainers for their registrations)
@@ -265,7 +252,7 @@ def run_demo(
             "teacher novel eval", progress, verbose,
         )  # fmt: skip
     teacher_checkpoint = output_dir / "teacher_model" / DATASET_NAME / "VLPromptLearner" / "model-best.pth.tar"
-    _copy_atomic(teacher_dir / "VLPromptLearner" / f"model.pth.tar-{epochs}", teacher_checkpoint)
+    atomic_copy_file(teacher_dir / "VLPromptLearner" / f"model.pth.tar-{epochs}", teacher_checkpoint)
 
     student_dir = output_dir / "base2new" / "train_base" / DATASET_NAME / "shots_0" / "PromptKD" / STUDENT_CFG
     student_dir = student_dir / f"seed_{seed}"

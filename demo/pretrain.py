@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 import clip
 from clip.model import CLIP, encode_text_embeddings, heads_for_width
+from dassl.utils.atomic import atomic_torch_save, atomic_write_text
 from trainers.templates import IMAGENET_TEMPLATES
 
 from .shapes import BACKGROUNDS, ShapeClass, class_list, render_pool
@@ -329,18 +329,10 @@ def pretrain(
 
 
 def _save_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix == ".json":
-            Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    if path.suffix == ".json":
+        atomic_write_text(json.dumps(obj, indent=2, sort_keys=True), path)
+    else:
+        atomic_torch_save(obj, path)
 
 
 def pretrained_clips(

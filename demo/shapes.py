@@ -18,13 +18,14 @@ import json
 import math
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from dassl.utils.atomic import atomic_write
 
 __all__ = [
     "BACKGROUNDS",
@@ -244,21 +245,10 @@ def write_caltech_layout(
                 name = f"image_{index:04d}.jpg"
                 (folder / name).write_bytes(_jpeg_bytes(render_image(cls.colour, cls.shape, rng, size)))
                 split[part].append([f"{cls.folder}/{name}", cls.label, cls.name])
-    _write_json_atomic(root / DATASET_FOLDER / SPLIT_FILE, split)
+    with atomic_write(root / DATASET_FOLDER / SPLIT_FILE) as f:
+        json.dump(split, f, indent=4, separators=(",", ": "))
     counts = {part: len(items) for part, items in split.items()}
     return ShapesDataset(root, tuple(classes), counts)
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=4, separators=(",", ": "))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def render_pool(
