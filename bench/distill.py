@@ -569,21 +569,26 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         torch.manual_seed(0)
         with attention:
             records.append(run_configuration(setup, n_classes, args))
+        # Each class count prints its tables at once (a run stopped later keeps them) and updates the JSON.
+        print(report(records[-1:], info), flush=True)
         print(f"# done: {n_classes} classes", file=sys.stderr, flush=True)
-    print(report(records, info), flush=True)
-    if args.json:
-        payload = {
-            "machine": info,
-            "setup": {"teacher": args.teacher, "student": args.student, "prec": args.prec,
-                      "precision": setup.precision.description, "frozen_dtype": args.frozen_dtype,
-                      "compile": args.compile, "attention": args.attention},
-            "configurations": [
-                {**{k: v for k, v in r.items() if k != "rows"}, "rows": [x.as_dict() for x in r["rows"]]}
-                for r in records
-            ],
-        }  # fmt: skip
-        write_json_atomic(args.json, payload)
+        if args.json:
+            write_json_atomic(args.json, _json_payload(records, info, setup, args))
+    if len(records) > 1:
+        print("\n# all class counts\n" + report(records, info), flush=True)
     return records
+
+
+def _json_payload(records: list[dict], info: dict, setup: DistillSetup, args: argparse.Namespace) -> dict:
+    return {
+        "machine": info,
+        "setup": {"teacher": args.teacher, "student": args.student, "prec": args.prec,
+                  "precision": setup.precision.description, "frozen_dtype": args.frozen_dtype,
+                  "compile": args.compile, "attention": args.attention},
+        "configurations": [
+            {**{k: v for k, v in r.items() if k != "rows"}, "rows": [x.as_dict() for x in r["rows"]]} for r in records
+        ],
+    }  # fmt: skip
 
 
 if __name__ == "__main__":
