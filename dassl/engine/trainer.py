@@ -43,6 +43,7 @@ from dassl.utils import (
     save_checkpoint,
     tolist_if_not,
 )
+from dassl.utils.torchtools import restore_checkpoint_file
 
 from . import distributed as ddp
 from .checkpointing import find_resume_file
@@ -152,19 +153,8 @@ class TrainerBase:
         for name in names:
             fpath, reason = chosen[name]
             logger.info("Resuming %s from %s (%s)", name, fpath, reason)
-            print(f'Loading checkpoint from "{fpath}"')
-            checkpoint = load_checkpoint(fpath)
-            self._models[name].load_state_dict(checkpoint["state_dict"])
-            print("Loaded model weights")
-            optim, sched = self._optims[name], self._scheds[name]
-            if optim is not None and checkpoint.get("optimizer") is not None:
-                optim.load_state_dict(checkpoint["optimizer"])
-                print("Loaded optimizer")
-            if sched is not None and checkpoint.get("scheduler") is not None:
-                sched.load_state_dict(checkpoint["scheduler"])
-                print("Loaded scheduler")
+            checkpoint = restore_checkpoint_file(fpath, self._models[name], self._optims[name], self._scheds[name])
             start_epoch = checkpoint["epoch"]
-            print(f"Previous epoch: {start_epoch}")
 
         best = checkpoint.get("best_result")
         if best is not None:

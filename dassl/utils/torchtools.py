@@ -170,7 +170,20 @@ def resume_from_checkpoint(
     fname = read_pointer(fdir) or _latest_epoch_file(fdir)
     if fname is None:
         raise FileNotFoundError(f'No checkpoint pointer or model.pth.tar-N file in "{fdir}"')
-    fpath = os.path.join(fdir, fname)
+    return restore_checkpoint_file(os.path.join(fdir, fname), model, optimizer, scheduler)["epoch"]
+
+
+def restore_checkpoint_file(
+    fpath: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> dict[str, Any]:
+    """Load the checkpoint ``fpath`` into ``model`` (strict) and, where both exist, ``optimizer``/``scheduler``.
+
+    Prints upstream's console lines ("Loading checkpoint from ...", "Loaded model weights", ..., "Previous epoch:
+    N"). Returns the whole checkpoint, so the trainer can also restore what it keeps there (best result, RNG).
+    """
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)
     model.load_state_dict(checkpoint["state_dict"])
@@ -181,9 +194,8 @@ def resume_from_checkpoint(
     if scheduler is not None and checkpoint.get("scheduler") is not None:
         scheduler.load_state_dict(checkpoint["scheduler"])
         print("Loaded scheduler")
-    start_epoch = checkpoint["epoch"]
-    print(f"Previous epoch: {start_epoch}")
-    return start_epoch
+    print(f"Previous epoch: {checkpoint['epoch']}")
+    return checkpoint
 
 
 def adjust_learning_rate(
