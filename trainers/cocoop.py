@@ -19,12 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
-import clip
 from clip.model import TextEncoder
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 
-from .common import prompt_texts
+from .common import register_prompt_token_buffers
 from .coop import CoOpTextPromptTrainer, coop_context
 
 __all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
@@ -67,13 +66,7 @@ class CoCoOpPromptLearner(nn.Module):
                 ]
             )
         )
-        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
-        with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
-        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
-        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx :].clone(), persistent=False)  # class . EOT
+        register_prompt_token_buffers(self, clip_model, prefix, classnames, self.n_ctx)
 
     def shifted_contexts(self, image_features: torch.Tensor) -> torch.Tensor:
         """Per-image contexts ``[B, n, D]`` = ``ctx + meta_net(image_features)`` (features ``[B, E]``)."""

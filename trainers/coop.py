@@ -36,8 +36,8 @@ from .common import (
     install_trained_state_checkpointing,
     log_trainable_parameters,
     phrase_context,
-    prompt_texts,
     random_context,
+    register_prompt_token_buffers,
 )
 
 __all__ = [
@@ -135,13 +135,7 @@ class CoOpPromptLearner(nn.Module):
         self.class_token_position = class_token_position
         self.ctx = nn.Parameter(ctx)
         logger.info('Initial context: "%s"; number of context words (tokens): %d', prefix, self.n_ctx)
-        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
-        with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
-        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
-        self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx :].clone(), persistent=False)  # class . EOT
+        tokenized = register_prompt_token_buffers(self, clip_model, prefix, classnames, self.n_ctx)
         if class_token_position == "end":
             self.register_buffer("token_order", None, persistent=False)
         else:

@@ -33,7 +33,7 @@ from .common import (
     freeze_by_name,
     init_text_context,
     log_trainable_parameters,
-    prompt_texts,
+    register_prompt_token_buffers,
 )
 
 __all__ = ["MaPLe", "MaPLeCLIP", "MultiModalPromptLearner"]
@@ -91,13 +91,7 @@ class MultiModalPromptLearner(nn.Module):
         )
         coupling = nn.Linear(text_width, vision_width)
         self.compound_prompt_projections = nn.ModuleList([copy.deepcopy(coupling) for _ in range(prompt_depth - 1)])
-        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
-        with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D_t)
-        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone(), persistent=False)  # class . EOT
+        register_prompt_token_buffers(self, clip_model, prefix, classnames, n_ctx)
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         ctx = self.ctx.unsqueeze(0).expand(self.n_cls, -1, -1)  # (C, n, D_t)

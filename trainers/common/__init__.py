@@ -7,7 +7,9 @@ Contract (what other trainers may import from ``trainers.common``):
   ``build_clip_model(cfg, design=None, name_or_path=None, state_dict=None)``, ``check_input_size(cfg, res)``.
 - Prompt text (§2.4): ``clean_classname``, ``prompt_texts(prefix, classnames)``, ``count_phrase_tokens``,
   ``phrase_context(clip_model, phrase, n_ctx)`` (validated: N_CTX may not exceed the phrase's tokens),
-  ``random_context(*shape)``, ``init_text_context(clip_model, n_ctx, ctx_init)`` (IVLP/PromptSRC/MaPLe rule).
+  ``random_context(*shape)``, ``init_text_context(clip_model, n_ctx, ctx_init)`` (IVLP/PromptSRC/MaPLe rule),
+  ``register_prompt_token_buffers(module, clip_model, prefix, classnames, n_ctx)`` (non-persistent
+  ``tokenized_prompts`` / ``token_prefix`` / ``token_suffix``).
 - ``VLPromptLearner(classnames, clip_model, n_ctx, ctx_init)``: ``ctx`` parameter, non-persistent token buffers,
   ``forward() -> [C, L, D]``; ``PromptedCLIP`` (IVLP model) and ``ivlp_design(...)``.
 - Freezing (§3.0): ``freeze_by_name(model, frozen_markers=())``, ``is_prompt_parameter``,
@@ -43,6 +45,7 @@ from .prompt_text import (
     phrase_context,
     prompt_texts,
     random_context,
+    register_prompt_token_buffers,
 )
 from .prompted_clip import PromptedCLIP, ivlp_design
 from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
@@ -73,6 +76,7 @@ __all__ = [
     "phrase_context",
     "prompt_texts",
     "random_context",
+    "register_prompt_token_buffers",
     "resolve_checkpoint_file",
     "state_keys",
     "trained_state_keys",

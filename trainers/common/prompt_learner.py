@@ -13,9 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-import clip
-
-from .prompt_text import init_text_context, prompt_texts
+from .prompt_text import init_text_context, register_prompt_token_buffers
 
 __all__ = ["VLPromptLearner"]
 
@@ -39,13 +37,7 @@ class VLPromptLearner(nn.Module):
         self.prompt_prefix = prefix
         self.ctx = nn.Parameter(ctx)
         logger.info('Initial text context: "%s"; number of context words (tokens): %d', prefix, n_ctx)
-        tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
-        with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
-        self.register_buffer("tokenized_prompts", tokenized, persistent=False)
-        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone(), persistent=False)
+        register_prompt_token_buffers(self, clip_model, prefix, classnames, n_ctx)
 
     def forward(self) -> torch.Tensor:
         ctx = self.ctx.unsqueeze(0).expand(self.n_cls, -1, -1)  # (C, n_ctx, D)

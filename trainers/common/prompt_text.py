@@ -23,6 +23,7 @@ __all__ = [
     "phrase_context",
     "prompt_texts",
     "random_context",
+    "register_prompt_token_buffers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -92,3 +93,24 @@ def init_text_context(clip_model: nn.Module, n_ctx: int, ctx_init: str) -> tuple
             MAX_PHRASE_INIT_CTX,
         )
     return random_context(n_ctx, width), " ".join(["X"] * n_ctx)
+
+
+def register_prompt_token_buffers(
+    module: nn.Module, clip_model: nn.Module, prefix: str, classnames: Sequence[str], n_ctx: int
+) -> torch.Tensor:
+    """Register the fixed token buffers of ``"<prefix> <class name>."`` prompts on ``module``; return the tokens.
+
+    ``tokenized_prompts [C, L]`` (int64; locates EOT for pooling), ``token_prefix [C, 1, D]`` (SOT embedding) and
+    ``token_suffix [C, L-1-n_ctx, D]`` (class tokens, ".", EOT, padding), both float32 embeddings from the frozen
+    ``clip_model.token_embedding``. The ``n_ctx`` rows in between are replaced by the learnable context. The
+    buffers are non-persistent: they are functions of the class names, so checkpoints never carry them
+    (decision 9; upstream files that do have them dropped on load).
+    """
+    tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
+    with torch.no_grad():
+        weight = clip_model.token_embedding.weight
+        embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
+    module.register_buffer("tokenized_prompts", tokenized, persistent=False)
+    module.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOT
+    module.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone(), persistent=False)  # class . EOT
+    return tokenized
