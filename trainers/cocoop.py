@@ -19,12 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
-from clip.model import TextEncoder
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 
 from .common import register_prompt_token_buffers
-from .coop import CoOpTextPromptTrainer, coop_context
+from .coop import CoOpTextPromptTrainer, FrozenTowersCLIP, coop_context
 
 __all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
 
@@ -79,27 +78,14 @@ class CoCoOpPromptLearner(nn.Module):
         return torch.cat([self.token_prefix.to(ctx.dtype), ctx, self.token_suffix.to(ctx.dtype)], dim=1)
 
 
-class CoCoOpCLIP(nn.Module):
+class CoCoOpCLIP(FrozenTowersCLIP):
     """Frozen CLIP towers + the conditional prompt learner; ``forward(image) -> logits [B, C]``."""
 
-    def __init__(self, clip_model: nn.Module, prompt_learner: CoCoOpPromptLearner) -> None:
-        super().__init__()
-        self.prompt_learner = prompt_learner
-        self.image_encoder = clip_model.visual
-        self.text_encoder = TextEncoder(clip_model)
-        self.logit_scale = clip_model.logit_scale
-        self.image_encoder.eval()
-        self.text_encoder.eval()
+    prompt_learner: CoCoOpPromptLearner
 
     # Upper bound on the prompt sequences of one text-encoder pass: several images' prompts are encoded together
     # when C is small (upstream ran one pass per image); with C >= this bound it is one image per pass.
     max_text_sequences = 1024
-
-    def train(self, mode: bool = True) -> CoCoOpCLIP:
-        """Only the prompt learner changes mode: the frozen towers stay in eval."""
-        self.training = mode
-        self.prompt_learner.train(mode)
-        return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         learner = self.prompt_learner

@@ -46,6 +46,7 @@ __all__ = [
     "CoOpCLIP",
     "CoOpPromptLearner",
     "CoOpTextPromptTrainer",
+    "FrozenTowersCLIP",
     "class_token_order",
     "coop_context",
 ]
@@ -158,8 +159,8 @@ class CoOpPromptLearner(nn.Module):
         return self.build_prompts(self.ctx)
 
 
-class CoOpCLIP(nn.Module):
-    """Frozen CLIP towers + a CoOp prompt learner; ``forward(image) -> logits [B, C]``."""
+class FrozenTowersCLIP(nn.Module):
+    """CLIP's frozen image and text towers + a trainable ``prompt_learner`` (shared by CoOp and CoCoOp)."""
 
     def __init__(self, clip_model: nn.Module, prompt_learner: nn.Module) -> None:
         super().__init__()
@@ -170,11 +171,15 @@ class CoOpCLIP(nn.Module):
         self.image_encoder.eval()
         self.text_encoder.eval()
 
-    def train(self, mode: bool = True) -> CoOpCLIP:
+    def train(self, mode: bool = True) -> FrozenTowersCLIP:
         """Only the prompt learner changes mode: the frozen towers stay in eval (ResNet BatchNorm statistics)."""
         self.training = mode
         self.prompt_learner.train(mode)
         return self
+
+
+class CoOpCLIP(FrozenTowersCLIP):
+    """Frozen CLIP towers + a CoOp prompt learner; ``forward(image) -> logits [B, C]``."""
 
     def encode_text(self) -> torch.Tensor:
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
