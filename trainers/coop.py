@@ -24,7 +24,6 @@ import clip
 from clip.model import TextEncoder
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 
 from .common import (
@@ -196,7 +195,6 @@ class CoOpTextPromptTrainer(CLIPPromptTrainer):
 
     MODEL_NAME = "prompt_learner"
     DROP_KEYS = ("token_prefix", "token_suffix")
-    REPORT_ACCURACY = False
 
     def build_prompt_learner(self, classnames: Sequence[str], clip_model: nn.Module) -> nn.Module:
         raise NotImplementedError
@@ -225,19 +223,6 @@ class CoOpTextPromptTrainer(CLIPPromptTrainer):
         self.optim = build_optimizer(prompt_learner, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model(self.MODEL_NAME, prompt_learner, self.optim, self.sched)
-
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        image, label = self.parse_batch_train(batch)
-        with self.autocast():
-            output = self.model(image)
-            loss = F.cross_entropy(output.float(), label)
-        self.model_backward_and_update(loss)
-        summary = {"loss": loss.item()}
-        if self.REPORT_ACCURACY:
-            summary["acc"] = compute_accuracy(output, label)[0].item()
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return summary
 
 
 @TRAINER_REGISTRY.register()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
 from dassl.config import register_cfg_defaults
@@ -64,13 +63,3 @@ class IVLP(CLIPPromptTrainer):
         freeze_by_name(model)
         log_trainable_parameters(model)
         self.register_prompt_model(model)
-
-    def forward_backward(self, batch: dict) -> dict:
-        image, label = self.parse_batch_train(batch)
-        with self.autocast():
-            logits = self.model(image)
-        loss = F.cross_entropy(logits.float(), label)
-        self.model_backward_and_update(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return {"loss": loss.item()}

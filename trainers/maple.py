@@ -147,13 +147,3 @@ class MaPLe(CLIPPromptTrainer):
         freeze_by_name(model)
         log_trainable_parameters(model)
         self.register_prompt_model(model)  # also loads MODEL.INIT_WEIGHTS (methods.md §3.0)
-
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        image, label = self.parse_batch_train(batch)
-        with self.autocast():
-            output = self.model(image)
-            loss = F.cross_entropy(output.float(), label)
-        self.model_backward_and_update(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return {"loss": loss.item()}

@@ -2,6 +2,8 @@
 
 - ``check_cfg``: ``TRAINER.<NAME>.PREC`` must be one of the engine's precisions (decision 11).
 - ``parse_batch_train`` / ``parse_batch_test``: ``(image, label)`` on the trainer's device.
+- ``forward_backward``: the supervised cross-entropy step of CoOp, CoCoOp, IVLP and MaPLe (PromptSRC and
+  PromptKD override it); ``REPORT_ACCURACY`` adds the batch accuracy.
 - ``register_prompt_model``: freezing already done by the caller; moves the model to the device, makes
   ``state_dict()`` hold only trained state (decision 9), builds SGD + scheduler over the model's parameters and
   registers it under ``MODEL_NAME`` (``VLPromptLearner`` for all three, as upstream).
@@ -18,11 +20,13 @@ import os
 import os.path as osp
 import re
 
+import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode
 
 from dassl.engine import TrainerX
 from dassl.engine.precision import VALID_PRECISIONS
+from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
 
@@ -73,7 +77,8 @@ def resolve_checkpoint_file(folder: str, epoch: int | None = None) -> str:
 
 
 class CLIPPromptTrainer(TrainerX):
-    """Base of the IVLP-family trainers; subclasses implement ``build_model`` and ``forward_backward``."""
+    """Base of the CLIP prompt trainers; subclasses implement ``build_model`` (and, unless plain cross-entropy,
+    ``forward_backward``)."""
 
     MODEL_NAME = "VLPromptLearner"
     # Keys of upstream files that are fixed functions of the class names (dropped before loading).
@@ -81,6 +86,8 @@ class CLIPPromptTrainer(TrainerX):
     # Key prefixes that ``load_model`` neither requires nor loads (e.g. PromptSRC's GPA accumulator, which only
     # matters for resuming training) and that files may carry without the model having them.
     IGNORE_PREFIXES: tuple[str, ...] = ()
+    # Whether the default ``forward_backward`` reports the batch accuracy next to the loss.
+    REPORT_ACCURACY = False
 
     def check_cfg(self, cfg: CfgNode) -> None:
         prec = trainer_node(cfg).PREC
@@ -100,6 +107,22 @@ class CLIPPromptTrainer(TrainerX):
 
     def parse_batch_test(self, batch: dict) -> tuple:
         return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        """One supervised step (CoOp, CoCoOp, IVLP, MaPLe; methods.md §3.0): cross-entropy of the logits on the
+        labels, backward and update; the lr scheduler steps after the epoch's last batch (upstream's rule).
+        ``REPORT_ACCURACY`` adds the batch accuracy to the summary (CoOp's log line)."""
+        image, label = self.parse_batch_train(batch)
+        with self.autocast():
+            output = self.model(image)
+            loss = F.cross_entropy(output.float(), label)
+        self.model_backward_and_update(loss)
+        summary = {"loss": loss.item()}
+        if self.REPORT_ACCURACY:
+            summary["acc"] = compute_accuracy(output, label)[0].item()
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
 
     def register_prompt_model(self, model: nn.Module) -> None:
         """Load ``MODEL.INIT_WEIGHTS`` if set, move to device, restrict checkpoints to trained state, build
