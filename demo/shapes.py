@@ -14,7 +14,6 @@ reproducible bit for bit (PIL drawing and JPEG encoding are deterministic).
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import random
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dassl.utils.atomic import atomic_write
+from dassl.utils import write_json
 
 __all__ = [
     "BACKGROUNDS",
@@ -245,8 +244,7 @@ def write_caltech_layout(
                 name = f"image_{index:04d}.jpg"
                 (folder / name).write_bytes(_jpeg_bytes(render_image(cls.colour, cls.shape, rng, size)))
                 split[part].append([f"{cls.folder}/{name}", cls.label, cls.name])
-    with atomic_write(root / DATASET_FOLDER / SPLIT_FILE) as f:
-        json.dump(split, f, indent=4, separators=(",", ": "))
+    write_json(split, root / DATASET_FOLDER / SPLIT_FILE)  # upstream split-file layout, atomically
     counts = {part: len(items) for part, items in split.items()}
     return ShapesDataset(root, tuple(classes), counts)
 
