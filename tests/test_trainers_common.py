@@ -28,6 +28,7 @@ from trainers.common import (
     kl_logit_loss,
     load_trained_state,
     prompt_texts,
+    register_prompt_token_buffers,
     resolve_checkpoint_file,
     trained_state_keys,
 )
@@ -109,6 +110,20 @@ def test_prompt_learner_builds_the_full_prompt_of_each_class():
     torch.testing.assert_close(prompts, expected)  # ctx initialised from the phrase -> the plain prompt
     assert set(learner.state_dict()) == {"ctx"}  # token buffers are fixed, never saved
     assert learner.tokenized_prompts.argmax(-1).tolist() == [8, 7]  # EOT positions
+
+
+def test_register_prompt_token_buffers_splits_sot_context_and_suffix():
+    model = tiny_clip_model()
+    holder = nn.Module()
+    tokens = register_prompt_token_buffers(holder, model, "X X X", ["sea_lion", "cat"], 3)
+    expected_tokens = clip.tokenize(["X X X sea lion.", "X X X cat."])
+    assert torch.equal(tokens, expected_tokens) and torch.equal(holder.tokenized_prompts, expected_tokens)
+    embedding = model.token_embedding(expected_tokens).float()
+    assert holder.token_prefix.shape == (2, 1, 32) and holder.token_suffix.shape == (2, 77 - 4, 32)
+    assert holder.token_prefix.dtype == holder.token_suffix.dtype == torch.float32
+    torch.testing.assert_close(holder.token_prefix, embedding[:, :1])  # SOT
+    torch.testing.assert_close(holder.token_suffix, embedding[:, 4:])  # class tokens . EOT padding
+    assert not holder.token_suffix.requires_grad and holder.state_dict() == {}  # fixed, never saved
 
 
 # ---------------------------------------------------------------------------------------------- freezing
