@@ -52,3 +52,18 @@ def test_unknown_mode_is_refused(tmp_path):
         with atomic_write(tmp_path / "x", "a"):
             pass
     assert os.listdir(tmp_path) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Checkpoints and results on shared servers must be readable like any file the user writes (umask 022)."""
+    import os
+
+    from dassl.utils.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "results.jsonl"
+        atomic_write_text("{}", target)
+    finally:
+        os.umask(old)
+    assert (target.stat().st_mode & 0o777) == 0o644

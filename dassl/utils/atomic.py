@@ -21,6 +21,12 @@ import torch
 __all__ = ["atomic_path", "atomic_write", "atomic_write_text", "atomic_torch_save", "atomic_copy_file"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temp path next to ``path``; on a clean exit rename it over ``path``, on any error delete it.
@@ -33,6 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give what open() would give
     try:
         yield tmp
         os.replace(tmp, path)
