@@ -17,7 +17,6 @@ import platform
 import resource
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from clip.model import CLIP, VisionTransformer, heads_for_width
+from dassl.utils.atomic import atomic_write
 
 __all__ = [
     "ARCHS",
@@ -332,16 +332,6 @@ def _cell(value: Any) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON through a temporary file in the same folder and ``os.replace`` (never a half-written file)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write the benchmark's JSON atomically (the project's one atomic writer), never a half-written file."""
+    with atomic_write(path) as f:
+        json.dump(payload, f, indent=2, default=str)
