@@ -152,6 +152,141 @@ run_train() {
     "${PYTHON_BIN}" train.py "$@"
 }
 
+# check_method_args TRAINER CFG DATASET [NAME VALUE]: the checks every method script makes before it runs, in this
+# order: DATA, the integer argument NAME=VALUE (SEED or SHOTS) when given, the dataset, the trainer config.
+# Safe to call twice (the run_* helpers below call it; PromptKD scripts call it first to look up the KD weight).
+check_method_args() {
+    local trainer="$1" cfg="$2" dataset="$3"
+    require_data
+    if [[ $# -ge 5 ]]; then
+        require_int "$4" "$5"
+    fi
+    require_dataset "${dataset}"
+    require_config "${trainer}" "${cfg}"
+}
+
+# launch_train DIR TRAINER CFG DATASET SEED [OPT...]: a training run into DIR: train.py with the flags every
+# method passes (methods.md §4.11), then the KEY VALUE config OPTs.
+launch_train() {
+    local dir="$1" trainer="$2" cfg="$3" dataset="$4" seed="$5"
+    shift 5
+    run_train \
+        --root "${DATA}" \
+        --seed "${seed}" \
+        --trainer "${trainer}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml" \
+        --output-dir "${dir}" \
+        "$@"
+}
+
+# launch_eval DIR MODEL_DIR LOADEP TRAINER CFG DATASET SEED [OPT...]: an --eval-only run into DIR of the weights
+# saved in MODEL_DIR at epoch LOADEP, then the KEY VALUE config OPTs.
+launch_eval() {
+    local dir="$1" model_dir="$2" loadep="$3"
+    shift 3
+    launch_train "${dir}" "$1" "$2" "$3" "$4" \
+        --model-dir "${model_dir}" \
+        --load-epoch "${loadep}" \
+        --eval-only \
+        "${@:5}"
+}
+
+# run_base2new_train TRAINER CFG SHOTS DATASET SEED: base-to-novel training on the base classes with SHOTS shots
+# (methods.md §3.0, §4.11) into output/base2new/train_base/DATASET/shots_SHOTS/TRAINER/CFG/seedSEED.
+run_base2new_train() {
+    local trainer="$1" cfg="$2" shots="$3" dataset="$4" seed="$5"
+    check_method_args "${trainer}" "${cfg}" "${dataset}" SEED "${seed}"
+    local dir=${OUTPUT_ROOT}/base2new/train_base/${dataset}/shots_${shots}/${trainer}/${cfg}/seed${seed}
+    skip_if_finished "${dir}" && return 0
+    launch_train "${dir}" "${trainer}" "${cfg}" "${dataset}" "${seed}" \
+        DATASET.NUM_SHOTS "${shots}" \
+        DATASET.SUBSAMPLE_CLASSES base
+}
+
+# run_base2new_test TRAINER CFG SHOTS LOADEP DATASET SEED: the model of run_base2new_train (epoch LOADEP) evaluated
+# on the novel classes, into output/base2new/test_new/... (same sub-path as the train folder).
+run_base2new_test() {
+    local trainer="$1" cfg="$2" shots="$3" loadep="$4" dataset="$5" seed="$6"
+    local sub=new
+    check_method_args "${trainer}" "${cfg}" "${dataset}" SEED "${seed}"
+    local common_dir=${dataset}/shots_${shots}/${trainer}/${cfg}/seed${seed}
+    local model_dir=${OUTPUT_ROOT}/base2new/train_base/${common_dir}
+    local dir=${OUTPUT_ROOT}/base2new/test_${sub}/${common_dir}
+    skip_if_finished "${dir}" && return 0
+    [[ -d "${model_dir}" ]] || die "no trained model in ${model_dir}; run the matching train script first"
+    launch_eval "${dir}" "${model_dir}" "${loadep}" "${trainer}" "${cfg}" "${dataset}" "${seed}" \
+        DATASET.NUM_SHOTS "${shots}" \
+        DATASET.SUBSAMPLE_CLASSES "${sub}"
+}
+
+# run_xd_train TRAINER CFG SHOTS DATASET SEED [OPT...]: cross-dataset source training on all classes of DATASET
+# (ImageNet in the papers) into output/DATASET/TRAINER/CFG_SHOTSshots/seedSEED; OPTs follow DATASET.NUM_SHOTS.
+run_xd_train() {
+    local trainer="$1" cfg="$2" shots="$3" dataset="$4" seed="$5"
+    shift 5
+    check_method_args "${trainer}" "${cfg}" "${dataset}" SEED "${seed}"
+    local dir=${OUTPUT_ROOT}/${dataset}/${trainer}/${cfg}_${shots}shots/seed${seed}
+    skip_if_finished "${dir}" && return 0
+    launch_train "${dir}" "${trainer}" "${cfg}" "${dataset}" "${seed}" \
+        DATASET.NUM_SHOTS "${shots}" \
+        "$@"
+}
+
+# run_xd_test TRAINER CFG SHOTS LOADEP DATASET SEED: the ImageNet weights of run_xd_train (epoch LOADEP) evaluated
+# on all classes of DATASET, into output/evaluation/TRAINER/CFG_SHOTSshots/DATASET/seedSEED.
+run_xd_test() {
+    local trainer="$1" cfg="$2" shots="$3" loadep="$4" dataset="$5" seed="$6"
+    check_method_args "${trainer}" "${cfg}" "${dataset}" SEED "${seed}"
+    local model_dir=${OUTPUT_ROOT}/imagenet/${trainer}/${cfg}_${shots}shots/seed${seed}
+    local dir=${OUTPUT_ROOT}/evaluation/${trainer}/${cfg}_${shots}shots/${dataset}/seed${seed}
+    skip_if_finished "${dir}" && return 0
+    [[ -d "${model_dir}" ]] || die "no ImageNet-trained model in ${model_dir}; run the xd train script on imagenet first"
+    launch_eval "${dir}" "${model_dir}" "${loadep}" "${trainer}" "${cfg}" "${dataset}" "${seed}"
+}
+
+# run_reproduce_base2new TRAINER CFG SHOTS LOADEP DATASET SEED WEIGHTS_PATH: released base-to-novel weights
+# (WEIGHTS_PATH/base/seedSEED, epoch LOADEP) evaluated on the base and on the novel classes, into
+# output/base2new/test_{base,new}/DATASET/shots_SHOTS/TRAINER/CFG/seedSEED; finished evaluations are skipped.
+run_reproduce_base2new() {
+    local trainer="$1" cfg="$2" shots="$3" loadep="$4" dataset="$5" seed="$6" weights_path="$7"
+    check_method_args "${trainer}" "${cfg}" "${dataset}" SEED "${seed}"
+    local common_dir=${dataset}/shots_${shots}/${trainer}/${cfg}/seed${seed}
+    local model_dir=${weights_path}/base/seed${seed}
+    [[ -d "${model_dir}" ]] || die "no weights in ${model_dir}; WEIGHTS_PATH must hold base/seed<SEED>/"
+    local sub dir
+    for sub in base new; do
+        dir=${OUTPUT_ROOT}/base2new/test_${sub}/${common_dir}
+        skip_if_finished "${dir}" && continue
+        launch_eval "${dir}" "${model_dir}" "${loadep}" "${trainer}" "${cfg}" "${dataset}" "${seed}" \
+            DATASET.NUM_SHOTS "${shots}" \
+            DATASET.SUBSAMPLE_CLASSES "${sub}"
+    done
+}
+
+# run_each_dataset_and_seed LABEL SCRIPT DATASET...: `bash SCRIPT DATASET SEED` for every DATASET and every seed of
+# SEEDS (default "1 2 3"), all arguments checked before the first run (the promptkd/reproduce_*.sh sweeps).
+run_each_dataset_and_seed() {
+    local label="$1" script="$2"
+    shift 2
+    local -a seeds
+    local dataset seed
+    read -r -a seeds <<<"${SEEDS:-1 2 3}"
+    require_data
+    for dataset in "$@"; do
+        require_dataset "${dataset}"
+    done
+    for seed in "${seeds[@]}"; do
+        require_int SEED "${seed}"
+    done
+    for dataset in "$@"; do
+        for seed in "${seeds[@]}"; do
+            echo "=== ${label}: ${dataset} seed ${seed}"
+            bash "${script}" "${dataset}" "${seed}"
+        done
+    done
+}
+
 # Output tree: upstream's relative "output" under the repository root unless OUTPUT_ROOT says otherwise
 # (a relative OUTPUT_ROOT is taken relative to the caller's directory).
 if [[ -n "${OUTPUT_ROOT:-}" ]]; then

@@ -12,20 +12,4 @@ TRAINER=PromptSRC
 CFG=vit_b16_c2_ep20_batch4_4+4ctx
 SHOTS=16
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
-DIR=${OUTPUT_ROOT}/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-skip_if_finished "${DIR}" && exit 0
-
-run_train \
-    --root "${DATA}" \
-    --seed "${SEED}" \
-    --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    DATASET.NUM_SHOTS "${SHOTS}" \
-    DATASET.SUBSAMPLE_CLASSES base
+run_base2new_train "${TRAINER}" "${CFG}" "${SHOTS}" "${DATASET}" "${SEED}"
