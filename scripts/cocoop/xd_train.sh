@@ -12,19 +12,4 @@ TRAINER=CoCoOp
 CFG=vit_b16_c4_ep10_batch1_ctxv1
 SHOTS=16
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
-DIR=${OUTPUT_ROOT}/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-skip_if_finished "${DIR}" && exit 0
-
-run_train \
-    --root "${DATA}" \
-    --seed "${SEED}" \
-    --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    DATASET.NUM_SHOTS "${SHOTS}"
+run_xd_train "${TRAINER}" "${CFG}" "${SHOTS}" "${DATASET}" "${SEED}"

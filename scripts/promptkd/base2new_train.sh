@@ -13,22 +13,12 @@ TRAINER=PromptKD
 CFG=vit_b16_c2_ep20_batch8_4+4ctx
 SHOTS=0
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}" SEED "${SEED}"
 KD_WEIGHT="$(kd_weight "${DATASET}")"
-
+# upstream PromptKD names the folder seed_N (the other methods: seedN), and passes no SUBSAMPLE_CLASSES
 DIR=${OUTPUT_ROOT}/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed_${SEED}
 skip_if_finished "${DIR}" && exit 0
-
-run_train \
-    --root "${DATA}" \
-    --seed "${SEED}" \
-    --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
+launch_train "${DIR}" "${TRAINER}" "${CFG}" "${DATASET}" "${SEED}" \
     DATASET.NUM_SHOTS "${SHOTS}" \
     TRAINER.MODAL base2novel \
     TRAINER.PROMPTKD.TEMPERATURE 1.0 \

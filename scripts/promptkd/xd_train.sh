@@ -13,23 +13,9 @@ TRAINER=PromptKD
 CFG=vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets
 SHOTS=0
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}" SEED "${SEED}"
 KD_WEIGHT="$(kd_weight "${DATASET}")"
-
-DIR=${OUTPUT_ROOT}/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-skip_if_finished "${DIR}" && exit 0
-
-run_train \
-    --root "${DATA}" \
-    --seed "${SEED}" \
-    --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    DATASET.NUM_SHOTS "${SHOTS}" \
+run_xd_train "${TRAINER}" "${CFG}" "${SHOTS}" "${DATASET}" "${SEED}" \
     DATASET.SUBSAMPLE_CLASSES all \
     TRAINER.PROMPTKD.TEMPERATURE 1.0 \
     TRAINER.PROMPTKD.KD_WEIGHT "${KD_WEIGHT}" \

@@ -15,23 +15,4 @@ CFG=vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets
 SHOTS=16
 LOADEP=20
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
-MODEL_DIR=${OUTPUT_ROOT}/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-DIR=${OUTPUT_ROOT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
-skip_if_finished "${DIR}" && exit 0
-[[ -d "${MODEL_DIR}" ]] || die "no ImageNet-trained model in ${MODEL_DIR}; run the xd train script on imagenet first"
-
-run_train \
-    --root "${DATA}" \
-    --seed "${SEED}" \
-    --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    --model-dir "${MODEL_DIR}" \
-    --load-epoch "${LOADEP}" \
-    --eval-only
+run_xd_test "${TRAINER}" "${CFG}" "${SHOTS}" "${LOADEP}" "${DATASET}" "${SEED}"
