@@ -15,25 +15,14 @@ CSC=False
 CTP=end
 LOADEP=50
 
-require_data
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}"
 
 for SEED in 1 2 3; do
     MODEL_DIR=${OUTPUT_ROOT}/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed${SEED}
     DIR=${OUTPUT_ROOT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/${DATASET}/seed${SEED}
     skip_if_finished "${DIR}" && continue
     [[ -d "${MODEL_DIR}" ]] || die "no ImageNet-trained model in ${MODEL_DIR}; run scripts/coop/main.sh imagenet ${CFG} end 16 16 False first"
-    run_train \
-        --root "${DATA}" \
-        --seed "${SEED}" \
-        --trainer "${TRAINER}" \
-        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-        --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-        --output-dir "${DIR}" \
-        --model-dir "${MODEL_DIR}" \
-        --load-epoch "${LOADEP}" \
-        --eval-only \
+    launch_eval "${DIR}" "${MODEL_DIR}" "${LOADEP}" "${TRAINER}" "${CFG}" "${DATASET}" "${SEED}" \
         TRAINER.COOP.N_CTX "${NCTX}" \
         TRAINER.COOP.CSC "${CSC}" \
         TRAINER.COOP.CLASS_TOKEN_POSITION "${CTP}"

@@ -16,9 +16,7 @@ SHOTS=$5
 CSC=$6
 TRAINER=CoOp
 
-require_data
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}"
 require_choice CTP "${CTP}" end middle front
 require_int NCTX "${NCTX}"
 require_int SHOTS "${SHOTS}"
@@ -27,13 +25,7 @@ require_choice CSC "${CSC}" True False
 for SEED in 1 2 3; do
     DIR=${OUTPUT_ROOT}/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/seed${SEED}
     skip_if_finished "${DIR}" && continue
-    run_train \
-        --root "${DATA}" \
-        --seed "${SEED}" \
-        --trainer "${TRAINER}" \
-        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-        --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-        --output-dir "${DIR}" \
+    launch_train "${DIR}" "${TRAINER}" "${CFG}" "${DATASET}" "${SEED}" \
         TRAINER.COOP.N_CTX "${NCTX}" \
         TRAINER.COOP.CSC "${CSC}" \
         TRAINER.COOP.CLASS_TOKEN_POSITION "${CTP}" \

@@ -14,28 +14,4 @@ CFG=vit_b16_c2_ep20_batch4_4+4ctx
 SHOTS=16
 LOADEP=5
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
-COMMON_DIR=${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-MODEL_DIR=${WEIGHTSPATH}/base/seed${SEED}
-[[ -d "${MODEL_DIR}" ]] || die "no weights in ${MODEL_DIR}; WEIGHTS_PATH must hold base/seed<SEED>/"
-
-for SUB in base new; do
-    DIR=${OUTPUT_ROOT}/base2new/test_${SUB}/${COMMON_DIR}
-    skip_if_finished "${DIR}" && continue
-    run_train \
-        --root "${DATA}" \
-        --seed "${SEED}" \
-        --trainer "${TRAINER}" \
-        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-        --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-        --output-dir "${DIR}" \
-        --model-dir "${MODEL_DIR}" \
-        --load-epoch "${LOADEP}" \
-        --eval-only \
-        DATASET.NUM_SHOTS "${SHOTS}" \
-        DATASET.SUBSAMPLE_CLASSES "${SUB}"
-done
+run_reproduce_base2new "${TRAINER}" "${CFG}" "${SHOTS}" "${LOADEP}" "${DATASET}" "${SEED}" "${WEIGHTSPATH}"

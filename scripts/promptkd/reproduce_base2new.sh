@@ -11,19 +11,4 @@ DATASETS=(imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 f
 if [[ $# -gt 0 ]]; then
     DATASETS=("$@")
 fi
-read -r -a SEED_LIST <<<"${SEEDS:-1 2 3}"
-
-require_data
-for dataset in "${DATASETS[@]}"; do
-    require_dataset "${dataset}"
-done
-for seed in "${SEED_LIST[@]}"; do
-    require_int SEED "${seed}"
-done
-
-for dataset in "${DATASETS[@]}"; do
-    for seed in "${SEED_LIST[@]}"; do
-        echo "=== PromptKD base2novel: ${dataset} seed ${seed}"
-        bash "${SCRIPTS_DIR}/promptkd/base2new_train.sh" "${dataset}" "${seed}"
-    done
-done
+run_each_dataset_and_seed "PromptKD base2novel" "${SCRIPTS_DIR}/promptkd/base2new_train.sh" "${DATASETS[@]}"

@@ -11,19 +11,4 @@ DATASETS=(caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircr
 if [[ $# -gt 0 ]]; then
     DATASETS=("$@")
 fi
-read -r -a SEED_LIST <<<"${SEEDS:-1 2 3}"
-
-require_data
-for dataset in "${DATASETS[@]}"; do
-    require_dataset "${dataset}"
-done
-for seed in "${SEED_LIST[@]}"; do
-    require_int SEED "${seed}"
-done
-
-for dataset in "${DATASETS[@]}"; do
-    for seed in "${SEED_LIST[@]}"; do
-        echo "=== PromptKD cross-dataset: ${dataset} seed ${seed}"
-        bash "${SCRIPTS_DIR}/promptkd/xd_train.sh" "${dataset}" "${seed}"
-    done
-done
+run_each_dataset_and_seed "PromptKD cross-dataset" "${SCRIPTS_DIR}/promptkd/xd_train.sh" "${DATASETS[@]}"

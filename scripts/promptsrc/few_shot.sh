@@ -10,20 +10,9 @@ SHOTS=$2
 TRAINER=PromptSRC
 CFG=vit_b16_c2_ep50_batch4_4+4ctx_few_shot
 
-require_data
-require_int SHOTS "${SHOTS}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}" SHOTS "${SHOTS}"
 for SEED in 1 2 3; do
     DIR=${OUTPUT_ROOT}/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
     skip_if_finished "${DIR}" && continue
-    run_train \
-        --root "${DATA}" \
-        --seed "${SEED}" \
-        --trainer "${TRAINER}" \
-        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-        --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-        --output-dir "${DIR}" \
-        DATASET.NUM_SHOTS "${SHOTS}"
+    launch_train "${DIR}" "${TRAINER}" "${CFG}" "${DATASET}" "${SEED}" DATASET.NUM_SHOTS "${SHOTS}"
 done

@@ -13,25 +13,11 @@ TRAINER=PromptSRC
 CFG=vit_b16_c2_ep50_batch4_4+4ctx_few_shot
 LOADEP=50
 
-require_data
-require_int SHOTS "${SHOTS}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}" SHOTS "${SHOTS}"
 for SEED in 1 2 3; do
     MODEL_DIR=${WEIGHTSPATH}/${SHOTS}shot/seed${SEED}
     [[ -d "${MODEL_DIR}" ]] || die "no weights in ${MODEL_DIR}; WEIGHTS_PATH must hold <SHOTS>shot/seed<SEED>/"
     DIR=${OUTPUT_ROOT}/few_shot/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
     skip_if_finished "${DIR}" && continue
-    run_train \
-        --root "${DATA}" \
-        --seed "${SEED}" \
-        --trainer "${TRAINER}" \
-        --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-        --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-        --output-dir "${DIR}" \
-        --model-dir "${MODEL_DIR}" \
-        --load-epoch "${LOADEP}" \
-        --eval-only \
-        DATASET.NUM_SHOTS "${SHOTS}"
+    launch_eval "${DIR}" "${MODEL_DIR}" "${LOADEP}" "${TRAINER}" "${CFG}" "${DATASET}" "${SEED}" DATASET.NUM_SHOTS "${SHOTS}"
 done

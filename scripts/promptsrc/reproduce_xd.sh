@@ -14,24 +14,9 @@ CFG=vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets
 SHOTS=16
 LOADEP=20
 
-require_data
-require_int SEED "${SEED}"
-require_dataset "${DATASET}"
-require_config "${TRAINER}" "${CFG}"
-
+check_method_args "${TRAINER}" "${CFG}" "${DATASET}" SEED "${SEED}"
 MODEL_DIR=${WEIGHTSPATH}/seed${SEED}
 [[ -d "${MODEL_DIR}" ]] || die "no weights in ${MODEL_DIR}; WEIGHTS_PATH must hold seed<SEED>/"
 DIR=${OUTPUT_ROOT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
 skip_if_finished "${DIR}" && exit 0
-
-run_train \
-    --root "${DATA}" \
-    --seed "${SEED}" \
-    --trainer "${TRAINER}" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    --output-dir "${DIR}" \
-    --model-dir "${MODEL_DIR}" \
-    --load-epoch "${LOADEP}" \
-    --eval-only \
-    DATASET.NUM_SHOTS "${SHOTS}"
+launch_eval "${DIR}" "${MODEL_DIR}" "${LOADEP}" "${TRAINER}" "${CFG}" "${DATASET}" "${SEED}" DATASET.NUM_SHOTS "${SHOTS}"
