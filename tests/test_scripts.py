@@ -305,3 +305,226 @@ def test_reproduce_xd_default_loop_and_cross_opts(stub_env: dict[str, str]) -> N
         assert opts["TRAINER.PROMPTKD.KD_WEIGHT"] == (
             "200.0" if dataset in {"dtd", "fgvc_aircraft", "oxford_flowers"} else "1000.0"
         )
+
+
+def _call(trainer: str, cfg: str, dataset: str, seed: int | str, out_dir: str, rest: str = "") -> list[str]:
+    """The train.py argv every method script builds (methods.md §4.11 table): the six shared flags, then `rest`."""
+    return [
+        "train.py",
+        "--root",
+        "{DATA}",
+        "--seed",
+        str(seed),
+        "--trainer",
+        trainer,
+        "--dataset-config-file",
+        f"configs/datasets/{dataset}.yaml",
+        "--config-file",
+        f"configs/trainers/{trainer}/{cfg}.yaml",
+        "--output-dir",
+        out_dir,
+        *rest.split(),
+    ]
+
+
+def _golden_cases() -> list[tuple[str, tuple[str, ...], list[list[str]]]]:
+    """(script, arguments, expected argv of each train.py call) for every per-method script whose command lines are
+    not pinned by a dedicated test above; {DATA}, {OUT} and {W} (WEIGHTS_PATH) are filled in by the test."""
+    cases = []
+    base2new = [
+        ("cocoop", "", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", 10),
+        ("independent-vlp", "_ivlp", "IVLP", "vit_b16_c2_ep20_batch4_4+4ctx", 20),
+        ("maple", "_maple", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", 5),
+        ("promptsrc", "", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", 20),
+    ]
+    shots_16 = "DATASET.NUM_SHOTS 16"
+    for folder, suffix, trainer, cfg, loadep in base2new:
+        common = f"caltech101/shots_16/{trainer}/{cfg}/seed2"
+        train_dir = f"{{OUT}}/base2new/train_base/{common}"
+        cases.append(
+            (
+                f"{folder}/base2new_train{suffix}.sh",
+                ("caltech101", "2"),
+                [_call(trainer, cfg, "caltech101", 2, train_dir, f"{shots_16} DATASET.SUBSAMPLE_CLASSES base")],
+            )
+        )
+        rest = f"--model-dir {train_dir} --load-epoch {loadep} --eval-only {shots_16} DATASET.SUBSAMPLE_CLASSES new"
+        cases.append(
+            (
+                f"{folder}/base2new_test{suffix}.sh",
+                ("caltech101", "2"),
+                [_call(trainer, cfg, "caltech101", 2, f"{{OUT}}/base2new/test_new/{common}", rest)],
+            )
+        )
+    cross = [
+        ("cocoop", "", ("1",), "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", 10),
+        ("maple", "_maple", ("imagenet", "1"), "MaPLe", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets", 2),
+        ("promptsrc", "", ("imagenet", "1"), "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets", 20),
+    ]
+    for folder, suffix, train_args, trainer, cfg, loadep in cross:
+        source = f"{{OUT}}/imagenet/{trainer}/{cfg}_16shots/seed1"
+        cases.append(
+            (
+                f"{folder}/xd_train{suffix}.sh",
+                train_args,
+                [_call(trainer, cfg, "imagenet", 1, source, "DATASET.NUM_SHOTS 16")],
+            )
+        )
+        cases.append(
+            (
+                f"{folder}/xd_test{suffix}.sh",
+                ("dtd", "1"),
+                [
+                    _call(
+                        trainer,
+                        cfg,
+                        "dtd",
+                        1,
+                        f"{{OUT}}/evaluation/{trainer}/{cfg}_16shots/dtd/seed1",
+                        f"--model-dir {source} --load-epoch {loadep} --eval-only",
+                    )
+                ],
+            )
+        )
+    kd_cfg = "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets"
+    kd_opts = "DATASET.NUM_SHOTS 0 DATASET.SUBSAMPLE_CLASSES all TRAINER.PROMPTKD.TEMPERATURE 1.0"
+    cases.append(
+        (
+            "promptkd/xd_train.sh",
+            ("dtd", "3"),
+            [
+                _call(
+                    "PromptKD",
+                    kd_cfg,
+                    "dtd",
+                    3,
+                    f"{{OUT}}/dtd/PromptKD/{kd_cfg}_0shots/seed3",
+                    f"{kd_opts} TRAINER.PROMPTKD.KD_WEIGHT 200.0 TRAINER.MODAL cross",
+                )
+            ],
+        )
+    )
+    for script, trainer, loadep in [
+        ("independent-vlp/reproduce_ivlp.sh", "IVLP", 5),
+        ("promptsrc/reproduce_base2novel_setting.sh", "PromptSRC", 20),
+    ]:
+        cfg = "vit_b16_c2_ep20_batch4_4+4ctx"
+        calls = [
+            _call(
+                trainer,
+                cfg,
+                "caltech101",
+                1,
+                f"{{OUT}}/base2new/test_{sub}/caltech101/shots_16/{trainer}/{cfg}/seed1",
+                f"--model-dir {{W}}/base/seed1 --load-epoch {loadep} --eval-only"
+                f" DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES {sub}",
+            )
+            for sub in ("base", "new")
+        ]
+        cases.append((script, ("caltech101", "1", "{W}"), calls))
+    xd_cfg = "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets"
+    cases.append(
+        (
+            "promptsrc/reproduce_xd.sh",
+            ("dtd", "1", "{W}"),
+            [
+                _call(
+                    "PromptSRC",
+                    xd_cfg,
+                    "dtd",
+                    1,
+                    f"{{OUT}}/evaluation/PromptSRC/{xd_cfg}_16shots/dtd/seed1",
+                    "--model-dir {W}/seed1 --load-epoch 20 --eval-only DATASET.NUM_SHOTS 16",
+                )
+            ],
+        )
+    )
+    fs_cfg = "vit_b16_c2_ep50_batch4_4+4ctx_few_shot"
+    shots_4 = "DATASET.NUM_SHOTS 4"
+    cases.append(
+        (
+            "promptsrc/few_shot.sh",
+            ("dtd", "4"),
+            [
+                _call("PromptSRC", fs_cfg, "dtd", s, f"{{OUT}}/dtd/PromptSRC/{fs_cfg}_4shots/seed{s}", shots_4)
+                for s in (1, 2, 3)
+            ],
+        )
+    )
+    cases.append(
+        (
+            "promptsrc/reproduce_few_shot.sh",
+            ("dtd", "4", "{W}"),
+            [
+                _call(
+                    "PromptSRC",
+                    fs_cfg,
+                    "dtd",
+                    s,
+                    f"{{OUT}}/few_shot/dtd/PromptSRC/{fs_cfg}_4shots/seed{s}",
+                    f"--model-dir {{W}}/4shot/seed{s} --load-epoch 50 --eval-only DATASET.NUM_SHOTS 4",
+                )
+                for s in (1, 2, 3)
+            ],
+        )
+    )
+    coop = "rn50_ep50_16shots/nctx16_cscFalse_ctpend"
+    cases.append(
+        (
+            "coop/eval.sh",
+            ("dtd", "rn50_ep50"),
+            [
+                _call(
+                    "CoOp",
+                    "rn50_ep50",
+                    "dtd",
+                    s,
+                    f"{{OUT}}/evaluation/CoOp/{coop}/dtd/seed{s}",
+                    f"--model-dir {{OUT}}/imagenet/CoOp/{coop}/seed{s} --load-epoch 50 --eval-only"
+                    " TRAINER.COOP.N_CTX 16 TRAINER.COOP.CSC False TRAINER.COOP.CLASS_TOKEN_POSITION end",
+                )
+                for s in (1, 2, 3)
+            ],
+        )
+    )
+    return cases
+
+
+GOLDEN_CASES = _golden_cases()
+
+
+@pytest.mark.parametrize(("script", "args", "expected"), GOLDEN_CASES, ids=[c[0] for c in GOLDEN_CASES])
+def test_script_runs_the_exact_command_and_skips_it_once_finished(
+    script: str, args: tuple[str, ...], expected: list[list[str]], stub_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The whole train.py argv of each script, in order (the shared helpers in common.sh must not change one
+    flag); evaluation scripts first fail, naming the missing model folder, until it exists; a second run after
+    every output folder holds a final result makes no call."""
+    fill = {"{DATA}": stub_env["DATA"], "{OUT}": stub_env["OUTPUT_ROOT"], "{W}": str(tmp_path / "weights")}
+
+    def subst(text: str) -> str:
+        for key, value in fill.items():
+            text = text.replace(key, value)
+        return text
+
+    expected = [[subst(a) for a in argv] for argv in expected]
+    args = tuple(subst(a) for a in args)
+    model_dirs = list(dict.fromkeys(_flag(argv, "--model-dir") for argv in expected if "--model-dir" in argv))
+    if model_dirs:
+        proc = _run(script, *args, env=stub_env)
+        assert proc.returncode == 2 and f"in {model_dirs[0]};" in proc.stderr, proc.stderr
+        assert _calls(stub_env) == []
+        for folder in model_dirs:
+            Path(folder).mkdir(parents=True)
+    proc = _run(script, *args, env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    calls = _calls(stub_env)
+    assert [c["argv"] for c in calls] == expected
+    assert all(c["cwd"] == str(ROOT) for c in calls)
+    for argv in expected:
+        out_dir = Path(_flag(argv, "--output-dir"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.jsonl").write_text(json.dumps({"event": "eval", "phase": "final"}) + "\n")
+    proc = _run(script, *args, env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(_calls(stub_env)) == len(expected) and proc.stdout.count("Skipping") == len(expected)
