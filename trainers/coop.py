@@ -2,7 +2,7 @@
 
 The CLIP towers are plain and frozen; only ``prompt_learner`` trains. The prompt learner is the registered
 model (name ``prompt_learner``, as upstream), so checkpoint keys are ``ctx`` (and, in upstream files, the fixed
-``token_prefix`` / ``token_suffix`` that are dropped on load). Differences from upstream: no ``.half()`` --
+``token_prefix`` / ``token_suffix`` that are dropped on load). Differences from upstream: no hand-made fp16 casts --
 precision comes from the engine's autocast; with ``CSC True`` and ``CTX_INIT`` every class starts from the
 phrase (upstream silently fell back to one shared context); class-token positions use one precomputed gather
 instead of a Python loop over classes.
