@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import clip
+from clip.loading import CLIP_MEAN, CLIP_STD
 from clip.model import CLIP, encode_text_embeddings, heads_for_width
 from dassl.utils.atomic import atomic_torch_save, atomic_write_text
 from trainers.templates import IMAGENET_TEMPLATES
@@ -54,8 +55,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the generator, captions or training loop change: it is part of the cache key
-CLIP_PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)  # the normalisation the dataset YAMLs use
-CLIP_PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
 CONTEXT_LENGTH = 77  # clip.tokenize's length, which the prompt learners use
 VOCAB_SIZE = 49408
 
@@ -205,8 +204,8 @@ def encode_text_trimmed(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` -> normalised float ``[N, 3, H, W]`` (the dataset YAMLs' normalisation)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(CLIP_PIXEL_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_PIXEL_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
