@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ._safe_unpickle import PickledObject, restricted_torch_load
+from ._safe_unpickle import restricted_torch_load
 from .atomic import atomic_copy_file, atomic_torch_save, atomic_write_text
 from .tools import mkdir_if_missing
 
@@ -326,8 +326,3 @@ def init_network_weights(model: nn.Module, init_type: str = "normal", gain: floa
                 nn.init.constant_(bias, 0.0)
 
     model.apply(_init_func)
-
-
-def is_pickled_placeholder(obj: Any) -> bool:
-    """True for objects the restricted loader replaced by an inert placeholder."""
-    return isinstance(obj, PickledObject)
