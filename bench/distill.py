@@ -51,6 +51,7 @@ from bench.common import (
     resolve_device,
     synchronize,
     text_forward_flops,
+    time_call,
     vit_backward_input_flops,
     vit_forward_flops,
     write_json_atomic,
@@ -375,24 +376,11 @@ def measure_eval_batch(models: DistillModels, batch: int, warmup: int, iters: in
             with torch.inference_mode(), precision.autocast():
                 return models.teacher.image_encoder(image)
 
-        out["student_s"] = _median_time(student, setup.device, warmup, iters)
-        out["teacher_image_s"] = _median_time(teacher_image, setup.device, warmup, iters)
+        out["student_s"] = time_call(student, setup.device, warmup, iters).median
+        out["teacher_image_s"] = time_call(teacher_image, setup.device, warmup, iters).median
     finally:
         models.student.train()
     return out
-
-
-def _median_time(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # ------------------------------------------------------------------------------------------------ trainer run
