@@ -128,22 +128,29 @@ def _write_split_file(path: Path, split: dict[str, list[tuple[str, int, str]]]) 
     path.write_text(json.dumps(data, indent=4, separators=(",", ": ")), encoding="utf-8")
 
 
-def _per_class_split(
-    items_by_class: list[list[tuple[str, int, str]]], prefix: str = ""
-) -> dict[str, list[tuple[str, int, str]]]:
-    """Deterministic 50/20/30 split per class; item paths are made relative to ``prefix``."""
+def _per_class_split(items_by_class: list[list[tuple[str, int, str]]]) -> dict[str, list[tuple[str, int, str]]]:
+    """Deterministic 50/20/30 split per class, items unchanged."""
     split: dict[str, list[tuple[str, int, str]]] = {"train": [], "val": [], "test": []}
     for items in items_by_class:
         n_train, n_val, _ = _split_counts(len(items))
-        rel = [(p[len(prefix) :] if prefix else p, lab, name) for p, lab, name in items]
-        split["train"] += rel[:n_train]
-        split["val"] += rel[n_train : n_train + n_val]
-        split["test"] += rel[n_train + n_val :]
+        split["train"] += items[:n_train]
+        split["val"] += items[n_train : n_train + n_val]
+        split["test"] += items[n_train + n_val :]
     return split
 
 
-def _relative_to(split: dict[str, list[tuple[str, int, str]]], prefix: str) -> dict[str, list[tuple[str, int, str]]]:
-    return {k: [(prefix + p, lab, name) for p, lab, name in v] for k, v in split.items()}
+def _strip(split: dict[str, list[tuple[str, int, str]]], prefix: str) -> dict[str, list[tuple[str, int, str]]]:
+    """The split with ``prefix`` cut from every path (split files hold paths relative to the image folder)."""
+    return {k: [(p[len(prefix) :], lab, name) for p, lab, name in v] for k, v in split.items()}
+
+
+def _write_per_class_split(
+    fixture: DatasetFixture, items_by_class: list[list[tuple[str, int, str]]], image_folder: str, file_name: str
+) -> None:
+    """Write a 50/20/30 split file (paths relative to ``image_folder``); record it, dataset-relative, on ``fixture``."""
+    split = _per_class_split(items_by_class)
+    _write_split_file(fixture.dataset_dir / file_name, _strip(split, image_folder + "/"))
+    fixture.split = split
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -284,9 +291,7 @@ def make_caltech101(
             write_image(ds / "101_ObjectCategories" / ignored / f"image_{i + 1:04d}.jpg", 0, 1, size, i)
     fixture = DatasetFixture(root, ds, [class_items[0][2] for class_items in items])
     if with_split_file:
-        split = _per_class_split(items, prefix="101_ObjectCategories/")
-        _write_split_file(ds / "split_zhou_Caltech101.json", split)
-        fixture.split = _relative_to(split, "101_ObjectCategories/")
+        _write_per_class_split(fixture, items, "101_ObjectCategories", "split_zhou_Caltech101.json")
     return fixture
 
 
@@ -302,9 +307,7 @@ def make_food101(
     (ds / "meta" / "train.txt").write_text("apple_pie/1001\n", encoding="utf-8")
     fixture = DatasetFixture(root, ds, sorted(names))
     if with_split_file:
-        split = _per_class_split(items, prefix="images/")
-        _write_split_file(ds / "split_zhou_Food101.json", split)
-        fixture.split = _relative_to(split, "images/")
+        _write_per_class_split(fixture, items, "images", "split_zhou_Food101.json")
     return fixture
 
 
@@ -321,9 +324,7 @@ def make_dtd(
     (ds / "labels" / "train1.txt").write_text("banded/banded_0001.jpg\n", encoding="utf-8")
     fixture = DatasetFixture(root, ds, sorted(names))
     if with_split_file:
-        split = _per_class_split(items, prefix="images/")
-        _write_split_file(ds / "split_zhou_DescribableTextures.json", split)
-        fixture.split = _relative_to(split, "images/")
+        _write_per_class_split(fixture, items, "images", "split_zhou_DescribableTextures.json")
     return fixture
 
 
@@ -334,9 +335,7 @@ def make_eurosat(root: str | os.PathLike, per_class: int = 4, with_split_file: b
     items = _make_folder_tree(ds, "2750", list(EUROSAT_RENAMES), EUROSAT_RENAMES, per_class, 32, "{folder}_{i}.jpg")
     fixture = DatasetFixture(root, ds, [EUROSAT_RENAMES[f] for f in sorted(EUROSAT_RENAMES)])
     if with_split_file:
-        split = _per_class_split(items, prefix="2750/")
-        _write_split_file(ds / "split_zhou_EuroSAT.json", split)
-        fixture.split = _relative_to(split, "2750/")
+        _write_per_class_split(fixture, items, "2750", "split_zhou_EuroSAT.json")
     return fixture
 
 
@@ -394,10 +393,6 @@ def make_oxford_pets(
         _write_split_file(ds / "split_zhou_OxfordPets.json", _strip(split, "images/"))
         fixture.split = split
     return fixture
-
-
-def _strip(split: dict[str, list[tuple[str, int, str]]], prefix: str) -> dict[str, list[tuple[str, int, str]]]:
-    return {k: [(p[len(prefix) :], lab, name) for p, lab, name in v] for k, v in split.items()}
 
 
 def make_stanford_cars(
@@ -487,9 +482,8 @@ def make_oxford_flowers(
     groups = [item for value in items_by_label for item in items_by_label[value]]  # first-appearance order
     fixture = DatasetFixture(root, ds, [names[str(v)] for v in sorted(items_by_label)], raw={"groups": groups})
     if with_split_file:
-        split = _per_class_split([items_by_label[v] for v in sorted(items_by_label)], prefix="jpg/")
-        _write_split_file(ds / "split_zhou_OxfordFlowers.json", split)
-        fixture.split = _relative_to(split, "jpg/")
+        by_label = [items_by_label[v] for v in sorted(items_by_label)]
+        _write_per_class_split(fixture, by_label, "jpg", "split_zhou_OxfordFlowers.json")
     return fixture
 
 
