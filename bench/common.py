@@ -68,7 +68,6 @@ class ClipArch:
     vision_width: int
     vision_patch_size: int
     text_width: int
-    text_heads: int
     text_layers: int
     context_length: int = OPENAI_CONTEXT
     vocab_size: int = OPENAI_VOCAB
@@ -76,6 +75,11 @@ class ClipArch:
     @property
     def vision_heads(self) -> int:
         return heads_for_width(self.vision_width)
+
+    @property
+    def text_heads(self) -> int:
+        """Not stored in a state dict either: ``clip.loading`` infers it the same way."""
+        return heads_for_width(self.text_width)
 
     @property
     def image_tokens(self) -> int:
@@ -86,12 +90,12 @@ class ClipArch:
 ARCHS: dict[str, ClipArch] = {
     arch.name: arch
     for arch in (
-        ClipArch("ViT-L/14", 768, 224, 24, 1024, 14, 768, 12, 12),
-        ClipArch("ViT-B/16", 512, 224, 12, 768, 16, 512, 8, 12),
-        ClipArch("ViT-B/32", 512, 224, 12, 768, 32, 512, 8, 12),
+        ClipArch("ViT-L/14", 768, 224, 24, 1024, 14, 768, 12),
+        ClipArch("ViT-B/16", 512, 224, 12, 768, 16, 512, 12),
+        ClipArch("ViT-B/32", 512, 224, 12, 768, 32, 512, 12),
         # Tiny stand-ins for smoke tests (widths below 64 use 16 channels per head, clip.model.heads_for_width).
-        ClipArch("tiny-teacher", 48, 32, 2, 64, 8, 48, 3, 2),
-        ClipArch("tiny-student", 32, 32, 2, 32, 8, 32, 2, 1),
+        ClipArch("tiny-teacher", 48, 32, 2, 64, 8, 48, 2),
+        ClipArch("tiny-student", 32, 32, 2, 32, 8, 32, 1),
     )
 }
 
