@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import os.path as osp
-import re
 
-_EPOCH_FILE_RE = re.compile(r"^model\.pth\.tar-(\d+)$")
+from dassl.utils.torchtools import BEST_FILE, latest_epoch_file, read_pointer
 
 
 def find_resume_file(model_dir: str) -> tuple[str | None, str]:
@@ -19,20 +17,13 @@ def find_resume_file(model_dir: str) -> tuple[str | None, str]:
     """
     if not osp.isdir(model_dir):
         return None, f"no folder {model_dir}"
-    epochs = []
-    for fname in os.listdir(model_dir):
-        match = _EPOCH_FILE_RE.match(fname)
-        if match:
-            epochs.append((int(match.group(1)), fname))
-    if epochs:
-        return osp.join(model_dir, max(epochs)[1]), "latest model.pth.tar-N"
-    pointer = osp.join(model_dir, "checkpoint")
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.readline().strip()
-        if named and osp.isfile(osp.join(model_dir, named)):
-            return osp.join(model_dir, named), "file named by the 'checkpoint' pointer"
-    best = osp.join(model_dir, "model-best.pth.tar")
+    epoch_file = latest_epoch_file(model_dir)
+    if epoch_file is not None:
+        return osp.join(model_dir, epoch_file), "latest model.pth.tar-N"
+    named = read_pointer(model_dir)
+    if named and osp.isfile(osp.join(model_dir, named)):
+        return osp.join(model_dir, named), "file named by the 'checkpoint' pointer"
+    best = osp.join(model_dir, BEST_FILE)
     if osp.isfile(best):
         return best, "model-best.pth.tar (no epoch file)"
     return None, f"no checkpoint file in {model_dir}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 POINTER_FILE = "checkpoint"
 BEST_FILE = "model-best.pth.tar"
+_EPOCH_FILE_RE = re.compile(r"^model\.pth\.tar-(\d+)$")
 
 
 def _strip_module_prefix(state_dict: dict[str, Any]) -> OrderedDict:
@@ -148,12 +150,13 @@ def read_pointer(fdir: str) -> str | None:
     return name or None
 
 
-def _latest_epoch_file(fdir: str) -> str | None:
+def latest_epoch_file(fdir: str) -> str | None:
+    """Name of the highest ``model.pth.tar-N`` in ``fdir`` (None when there is none)."""
     epochs = []
     for name in os.listdir(fdir):
-        prefix = "model.pth.tar-"
-        if name.startswith(prefix) and name[len(prefix) :].isdigit():
-            epochs.append((int(name[len(prefix) :]), name))
+        match = _EPOCH_FILE_RE.match(name)
+        if match:
+            epochs.append((int(match.group(1)), name))
     return max(epochs)[1] if epochs else None
 
 
@@ -167,7 +170,7 @@ def resume_from_checkpoint(
 
     A missing pointer falls back to the highest ``model.pth.tar-N`` (weakness #6).
     """
-    fname = read_pointer(fdir) or _latest_epoch_file(fdir)
+    fname = read_pointer(fdir) or latest_epoch_file(fdir)
     if fname is None:
         raise FileNotFoundError(f'No checkpoint pointer or model.pth.tar-N file in "{fdir}"')
     return restore_checkpoint_file(os.path.join(fdir, fname), model, optimizer, scheduler)["epoch"]
