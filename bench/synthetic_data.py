@@ -7,12 +7,13 @@ and exaggerate decode time, flat colour would understate it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dassl.utils import write_json
 
 __all__ = ["make_caltech101_layout", "synthetic_image", "write_jpegs"]
 
@@ -65,5 +66,5 @@ def make_caltech101_layout(
         split["train"] += items
         split["val"] += items[: max(1, per_class // 2)]
         split["test"] += items[: max(1, per_class // 2)]
-    (dataset / "split_zhou_Caltech101.json").write_text(json.dumps(split, indent=4), encoding="utf-8")
+    write_json(split, dataset / "split_zhou_Caltech101.json")  # upstream split-file layout, atomically
     return Path(root)
