@@ -38,7 +38,7 @@ from .common import (
     CLIPPromptTrainer,
     PromptedCLIP,
     check_input_size,
-    clean_classname,
+    class_text_features,
     freeze_by_name,
     ivlp_design,
     kl_logit_loss,
@@ -172,25 +172,12 @@ def promptsrc_loss(
     return {"loss": ce + logit + text + image, "ce": ce, "logit": logit, "text": text, "image": image}
 
 
-@torch.no_grad()
 def compute_fixed_embeddings(
-    plain_clip: nn.Module,
-    classnames: Sequence[str],
-    templates: Sequence[str],
-    device: torch.device,
-    chunk_size: int = 1024,
+    plain_clip: nn.Module, classnames: Sequence[str], templates: Sequence[str], device: torch.device
 ) -> torch.Tensor:
-    """Mean over templates of the raw (unnormalised) zero-shot text features ``[C, E]`` (upstream order).
-
-    All ``T x C`` prompts are encoded in chunks of ``chunk_size`` sequences (one pass per chunk, not per template).
-    """
+    """Mean over templates of the raw (unnormalised) zero-shot text features ``[C, E]`` (upstream order)."""
     plain_clip.to(device).eval()
-    texts = [template.format(clean_classname(name)) for template in templates for name in classnames]
-    tokens = clip.tokenize(texts)
-    features = torch.cat(
-        [plain_clip.encode_text(chunk.to(device)).float() for chunk in tokens.split(chunk_size)]
-    )  # (T*C, E)
-    return features.view(len(templates), len(classnames), -1).mean(dim=0)
+    return class_text_features(plain_clip, classnames, templates).mean(dim=0)
 
 
 @TRAINER_REGISTRY.register()

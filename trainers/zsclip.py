@@ -12,39 +12,19 @@ lists are immutable and copied per run (upstream appended to the shared list, sp
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import clip
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
-from .common import build_clip_model, check_input_size, clean_classname
+from .common import build_clip_model, check_input_size, ensemble_text_features
 from .templates import IMAGENET_TEMPLATES_SELECT, custom_template
 
 __all__ = ["ZeroshotCLIP", "ZeroshotCLIP2", "ensemble_text_features"]
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def ensemble_text_features(clip_model: nn.Module, classnames: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """``[C, E]`` classifier: per template L2-normalised class features, averaged, normalised again.
-
-    With one template this is just the normalised features of ``template.format(classname)``.
-    """
-    device = clip_model.token_embedding.weight.device
-    names = [clean_classname(name) for name in classnames]
-    total = None
-    for template in templates:
-        tokens = clip.tokenize([template.format(name) for name in names]).to(device)
-        features = F.normalize(clip_model.encode_text(tokens).float(), dim=-1)  # (C, E)
-        total = features if total is None else total + features
-    if len(templates) == 1:
-        return total
-    return F.normalize(total / len(templates), dim=-1)
 
 
 @TRAINER_REGISTRY.register()

@@ -17,6 +17,8 @@ Contract (what other trainers may import from ``trainers.common``):
 - Checkpoints (decision 9): ``install_trained_state_checkpointing(model)`` (``state_dict()`` = trainable params +
   persistent buffers), ``full_state_dict(model)`` (unfiltered), ``load_trained_state(model, state_dict, ...)``
   (exact key accounting), ``TOKEN_BUFFER_KEYS``, ``trained_state_keys``.
+- Zero-shot text features of a plain CLIP: ``class_text_features(clip_model, classnames, templates)`` (raw
+  ``[T, C, E]``), ``ensemble_text_features`` (normalised template ensemble ``[C, E]``).
 - Losses: ``kl_logit_loss(student_logits, teacher_logits, temperature)``.
 - ``CLIPPromptTrainer`` (``TrainerX`` base: PREC check, batch parsing, model registration, ``load_model``) and
   ``resolve_checkpoint_file``; ``trainer_node(cfg)`` returns ``cfg.TRAINER.<NAME>``.
@@ -49,6 +51,7 @@ from .prompt_text import (
 )
 from .prompted_clip import PromptedCLIP, ivlp_design
 from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
+from .zero_shot import class_text_features, ensemble_text_features
 
 __all__ = [
     "CLIPPromptTrainer",
@@ -60,8 +63,10 @@ __all__ = [
     "VLPromptLearner",
     "build_clip_model",
     "check_input_size",
+    "class_text_features",
     "clean_classname",
     "count_phrase_tokens",
+    "ensemble_text_features",
     "freeze_by_name",
     "full_state_dict",
     "init_text_context",
