@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dassl.utils.atomic import atomic_copy_file
-from reporting.files import write_text_atomic
+from dassl.utils.atomic import atomic_copy_file, atomic_write_text
+from reporting.runs import FINAL_PHASES, read_results_jsonl
 
 from .config import REPO_ROOT, DemoPreset
 from .pretrain import PretrainResult, pretrained_clips
@@ -103,7 +103,7 @@ def _prepare_output(output_dir: Path) -> None:
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the run did not record its results")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_results_jsonl(str(path))
 
 
 def _final_accuracy(output: Path, classes: str) -> float:
@@ -113,7 +113,7 @@ def _final_accuracy(output: Path, classes: str) -> float:
         if r.get("event") == "eval"
         and r.get("split") == "test"
         and r.get("classes") == classes
-        and r.get("phase") in ("final", "eval_only")
+        and r.get("phase") in FINAL_PHASES
     ]
     if not records:
         raise ValueError(f"{output / 'results.jsonl'} has no final test result for the {classes!r} classes")
@@ -273,7 +273,7 @@ def run_demo(
     announce("[6/6] Results table (parse_test_res.py)")
     table = _parse_table(output_dir / "base2new")
     table_file = output_dir / "results_table.txt"
-    write_text_atomic(str(table_file), table)
+    atomic_write_text(table, table_file)
     kd_losses = kd_loss_by_epoch(student_dir / "log.txt")
     summary = _summary_record(student_dir)
     seconds["total"] = round(time.perf_counter() - total_start, 1)
@@ -296,5 +296,5 @@ def run_demo(
         kd_loss_last_epoch=kd_losses[-1],
         seconds=seconds,
     )
-    write_text_atomic(str(output_dir / "summary.json"), json.dumps(result.summary(), indent=2) + "\n")
+    atomic_write_text(json.dumps(result.summary(), indent=2) + "\n", output_dir / "summary.json")
     return result
