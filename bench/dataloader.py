@@ -27,10 +27,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
+from yacs.config import CfgNode
 
 from bench.common import bench_is_tiny, format_machine, format_table, machine_info, write_json_atomic
 from bench.synthetic_data import make_caltech101_layout, write_jpegs
@@ -42,13 +44,7 @@ from dassl.utils import read_image
 
 logger = logging.getLogger(__name__)
 
-PROMPTKD_INPUT = {
-    "SIZE": (224, 224),
-    "INTERPOLATION": "bicubic",
-    "PIXEL_MEAN": [0.48145466, 0.4578275, 0.40821073],
-    "PIXEL_STD": [0.26862954, 0.26130258, 0.27577711],
-    "TRANSFORMS": ["random_resized_crop", "random_flip", "normalize"],
-}
+PROMPTKD_YAML = Path(__file__).resolve().parents[1] / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"
 
 
 def make_cfg(size: int, workers: int, batch: int, root: str = "") -> Any:
@@ -58,8 +54,8 @@ def make_cfg(size: int, workers: int, batch: int, root: str = "") -> Any:
 
     cfg = get_cfg_default()
     apply_cfg_defaults(cfg)
-    for key, value in PROMPTKD_INPUT.items():
-        setattr(cfg.INPUT, key, value)
+    with open(PROMPTKD_YAML, encoding="utf-8") as f:
+        cfg.INPUT.merge_from_other_cfg(CfgNode.load_cfg(f).INPUT)
     cfg.INPUT.SIZE = (size, size)
     cfg.DATALOADER.NUM_WORKERS = workers
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = batch
