@@ -26,6 +26,7 @@ from .split_io import SplitFileError, write_json_atomic
 __all__ = [
     "CACHE_FORMAT",
     "cache_dir",
+    "default_cache_root",
     "fingerprint",
     "read_cache",
     "write_cache",
@@ -40,11 +41,16 @@ CACHE_FORMAT = 1
 _ENV_VAR = "PROMPTKD_CACHE_DIR"
 
 
-def cache_dir(cfg: Any) -> str:
-    """``DATASET.CACHE_DIR``, else ``$PROMPTKD_CACHE_DIR``, else ``~/.cache/promptkd`` (absolute, expanded)."""
-    configured = str(getattr(cfg.DATASET, "CACHE_DIR", "") or "")
-    path = configured or os.environ.get(_ENV_VAR, "") or os.path.join("~", ".cache", "promptkd")
+def default_cache_root() -> str:
+    """``$PROMPTKD_CACHE_DIR``, else ``~/.cache/promptkd`` (absolute, expanded): the project's cache root."""
+    path = os.environ.get(_ENV_VAR, "") or os.path.join("~", ".cache", "promptkd")
     return os.path.abspath(os.path.expanduser(path))
+
+
+def cache_dir(cfg: Any) -> str:
+    """``DATASET.CACHE_DIR`` (absolute, expanded), else :func:`default_cache_root`."""
+    configured = str(getattr(cfg.DATASET, "CACHE_DIR", "") or "")
+    return os.path.abspath(os.path.expanduser(configured)) if configured else default_cache_root()
 
 
 def fingerprint(*parts: Any) -> str:

@@ -34,6 +34,7 @@ import clip
 from clip.loading import CLIP_MEAN, CLIP_STD
 from clip.model import CLIP, encode_text_embeddings, heads_for_width
 from dassl.utils.atomic import atomic_torch_save, atomic_write_text
+from datasets.cache import default_cache_root
 from trainers.templates import IMAGENET_TEMPLATES
 
 from .shapes import BACKGROUNDS, ShapeClass, class_list, render_pool
@@ -137,11 +138,10 @@ class PretrainResult:
 
 
 def demo_cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """``override``, else ``$PROMPTKD_CACHE_DIR/demo``, else ``~/.cache/promptkd/demo``."""
+    """``override``, else ``demo`` under the project's cache root (``$PROMPTKD_CACHE_DIR`` or ``~/.cache/promptkd``)."""
     if override:
         return Path(override).expanduser()
-    base = os.environ.get("PROMPTKD_CACHE_DIR") or os.path.join("~", ".cache", "promptkd")
-    return Path(base).expanduser() / "demo"
+    return Path(default_cache_root()) / "demo"
 
 
 def build_clip(spec: CLIPSpec, image_size: int) -> CLIP:
