@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
 from dassl.utils import read_image
+from dassl.utils.process_group import get_rank, get_world_size
 
 from .datasets import build_dataset
 from .datasets.base_dataset import Datum
@@ -45,9 +45,8 @@ class ImageReadError(OSError):
 
 def _distributed_world() -> tuple[int, int]:
     """(rank, world_size) of the running process group, or (0, 1) when not distributed."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    world_size = get_world_size()
+    return (get_rank() if world_size > 1 else 0), world_size
 
 
 def _use_cuda(cfg: Any) -> bool:

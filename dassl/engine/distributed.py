@@ -15,37 +15,30 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from dassl.utils.process_group import (
+    env_rank,
+    env_world_size,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    is_main_process,
+)
+
+__all__ = [
+    "env_rank",
+    "env_world_size",
+    "get_rank",
+    "get_world_size",
+    "is_distributed",
+    "is_main_process",
+    "select_device",
+    "init_distributed",
+    "TransparentDDP",
+    "wrap_ddp",
+    "all_reduce_gradients",
+]
+
 logger = logging.getLogger(__name__)
-
-
-def env_world_size() -> int:
-    """World size announced by the launcher (torchrun sets ``WORLD_SIZE``); 1 when not launched that way."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def env_rank() -> int:
-    """Global rank announced by the launcher; 0 when not launched by torchrun."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def is_distributed() -> bool:
-    """True once a process group with more than one member is running."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def get_rank() -> int:
-    """Global rank of this process (0 when not distributed)."""
-    return dist.get_rank() if is_distributed() else env_rank()
-
-
-def get_world_size() -> int:
-    """Number of processes (1 when not distributed)."""
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    """Only rank 0 writes files (log.txt, results.jsonl, checkpoints, tensorboard)."""
-    return get_rank() == 0
 
 
 def select_device(use_cuda: bool) -> torch.device:

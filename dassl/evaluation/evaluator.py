@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..utils.atomic import atomic_torch_save
+from ..utils.process_group import get_world_size, is_distributed, is_main_process
 from .build import EVALUATOR_REGISTRY
 from .label_metrics import confusion_matrix, macro_f1_score
 
@@ -44,12 +45,9 @@ class EvaluatorBase:
 
 def _gather_from_ranks(values: list[int]) -> list[int]:
     """Concatenate a list of ints over all ranks (identity without an initialised process group)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not is_distributed():
         return values
-    world_size = torch.distributed.get_world_size()
-    if world_size <= 1:
-        return values
-    gathered: list[Any] = [None] * world_size
+    gathered: list[Any] = [None] * get_world_size()
     torch.distributed.all_gather_object(gathered, values)
     return [v for part in gathered for v in part]
 
@@ -114,7 +112,7 @@ class Classification(EvaluatorBase):
         results["error_rate"] = err
         results["macro_f1"] = macro_f1
 
-        main = self._is_main_process()
+        main = is_main_process()
         if main:
             print(
                 "=> result\n"
@@ -154,9 +152,3 @@ class Classification(EvaluatorBase):
             print(f"Confusion matrix is saved to {save_path}")
 
         return results
-
-    @staticmethod
-    def _is_main_process() -> bool:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank() == 0
-        return True
