@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +31,8 @@ from dassl.utils.atomic import atomic_write
 
 __all__ = [
     "ARCHS",
+    "PROMPTKD_YAML",
+    "REPO",
     "ClipArch",
     "TimingStats",
     "bench_is_tiny",
@@ -52,6 +55,8 @@ __all__ = [
     "write_json_atomic",
 ]
 
+REPO = Path(__file__).resolve().parents[1]
+PROMPTKD_YAML = REPO / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"  # the base2novel student
 TINY_ENV = "PROMPTKD_BENCH_TINY"
 OPENAI_VOCAB = 49408
 OPENAI_CONTEXT = 77
@@ -277,10 +282,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 # ------------------------------------------------------------------------------------------------ output
 def git_commit() -> str:
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         cmd = ["git", "rev-parse", "--short", "HEAD"]
-        out = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     except OSError:
         return "unknown"
     return out.stdout.strip() or "unknown"

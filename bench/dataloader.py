@@ -27,14 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from yacs.config import CfgNode
 
-from bench.common import bench_is_tiny, format_machine, format_table, machine_info, write_json_atomic
+from bench.common import PROMPTKD_YAML, bench_is_tiny, format_machine, format_table, machine_info, write_json_atomic
 from bench.synthetic_data import make_caltech101_layout, write_jpegs
 from dassl.config import get_cfg_default
 from dassl.data.data_manager import DataManager, DatasetWrapper, build_data_loader
@@ -43,8 +42,6 @@ from dassl.data.transforms import build_transform
 from dassl.utils import read_image
 
 logger = logging.getLogger(__name__)
-
-PROMPTKD_YAML = Path(__file__).resolve().parents[1] / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"
 
 
 def make_cfg(size: int, workers: int, batch: int, root: str = "") -> Any:

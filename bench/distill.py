@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +35,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.common import (
+    PROMPTKD_YAML,
+    REPO,
     ClipArch,
     bench_is_tiny,
     build_clip,
@@ -63,8 +64,6 @@ from trainers.common import PromptedCLIP, freeze_by_name, ivlp_design, kl_logit_
 from trainers.promptkd import TEACHER_TEXT_TOWER_RUNS, PromptKDStudent
 
 logger = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[1]
 
 CTX_INIT = "a photo of a"
 LOGIT_SCALE = math.log(100.0)  # OpenAI checkpoints store ln(100) (methods.md §1.5)
@@ -403,7 +402,7 @@ def run_trainer_once(teacher: str, student: str, n_classes: int, per_class: int,
     argv = [
         "--root", str(root), "--seed", "1", "--trainer", "PromptKD", "--output-dir", f"{workdir}/out",
         "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"),
+        "--config-file", str(PROMPTKD_YAML),
         "MODEL.BACKBONE.NAME", paths["student"], "TRAINER.PROMPTKD.TEACHER_CLIP", paths["teacher"],
         "TRAINER.PROMPTKD.TEACHER_CKPT", "none", "TRAINER.PROMPTKD.PREC", "bf16", "DATASET.NUM_SHOTS", "0",
         "INPUT.SIZE", f"({res}, {res})", "OPTIM.MAX_EPOCH", "1", "DATALOADER.NUM_WORKERS", "0",
