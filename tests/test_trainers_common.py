@@ -27,6 +27,7 @@ from trainers.common import (
     ivlp_design,
     kl_logit_loss,
     load_trained_state,
+    prompt_template,
     prompt_texts,
     register_prompt_token_buffers,
     resolve_checkpoint_file,
@@ -82,6 +83,9 @@ def tiny_clip_model(design=None, **kw) -> nn.Module:
 def test_prompt_texts_replace_underscores_and_end_with_period():
     assert prompt_texts("a photo of a", ["sea_lion", "cat"]) == ["a photo of a sea lion.", "a photo of a cat."]
     assert prompt_texts("X X", ["dog"]) == ["X X dog."]
+    assert prompt_texts("  ", ["sea_lion"]) == ["sea lion."]
+    assert prompt_texts("a {b}", ["dog"]) == ["a {b} dog."]  # braces of the prefix stay literal
+    assert prompt_template("a photo of a ") == "a photo of a {}." and prompt_template("") == "{}."
 
 
 def test_context_from_phrase_is_the_phrase_token_embeddings():

@@ -56,13 +56,14 @@ from .common import (
     CLIPPromptTrainer,
     PromptedCLIP,
     check_input_size,
+    ensemble_text_features,
     freeze_by_name,
     ivlp_design,
     kl_logit_loss,
     load_clip_state_dict,
     load_trained_state,
     log_trainable_parameters,
-    prompt_texts,
+    prompt_template,
     resolve_checkpoint_file,
 )
 
@@ -365,7 +366,7 @@ class PromptKD(CLIPPromptTrainer):
         check_input_size(cfg, teacher.image_encoder.input_resolution, "teacher image encoder")
         teacher.requires_grad_(False)
         teacher.to(self.device).eval()
-        counter = teacher.text_encoder.register_forward_hook(_count_text_tower_run)
+        counter = teacher.text_encoder.transformer.register_forward_hook(_count_text_tower_run)
         with torch.no_grad():  # once, in fp32 whatever PREC: the classifier of every later evaluation
             text_features = teacher.encode_text().float()  # (C, E_t), normalised
         counter.remove()
@@ -506,22 +507,14 @@ class _ZeroShotTeacher(nn.Module):
 
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str], template_prefix: str) -> None:
         super().__init__()
+        self.text_encoder = clip_model  # plain CLIP: its ``encode_text`` (``transformer``) is the text tower
         self.image_encoder = clip_model.visual
-        self.text_encoder = _PlainTextTower(clip_model)
         self.logit_scale = clip_model.logit_scale
-        self.register_buffer("tokenized", clip.tokenize(prompt_texts(template_prefix, classnames)), persistent=False)
+        self.classnames = list(classnames)
+        self.template = prompt_template(template_prefix)
 
     def encode_text(self) -> torch.Tensor:
-        return F.normalize(self.text_encoder(self.tokenized), dim=-1)
-
-
-class _PlainTextTower(nn.Module):
-    def __init__(self, clip_model: nn.Module) -> None:
-        super().__init__()
-        self.clip_model = clip_model
-
-    def forward(self, tokenized: torch.Tensor) -> torch.Tensor:
-        return self.clip_model.encode_text(tokenized)
+        return ensemble_text_features(self.text_encoder, self.classnames, [self.template])
 
 
 def _count_text_tower_run(module: nn.Module, inputs, output) -> None:

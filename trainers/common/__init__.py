@@ -5,8 +5,9 @@ Contract (what other trainers may import from ``trainers.common``):
 - CLIP weights from the config: ``load_clip_state_dict(cfg, name_or_path=None)`` (registry name or path via
   ``clip.load_state_dict``, honouring ``MODEL.WEIGHTS_DIR`` / ``MODEL.TRUST_TORCHSCRIPT``),
   ``build_clip_model(cfg, design=None, name_or_path=None, state_dict=None)``, ``check_input_size(cfg, res)``.
-- Prompt text (§2.4): ``clean_classname``, ``prompt_texts(prefix, classnames)``, ``count_phrase_tokens``,
-  ``phrase_context(clip_model, phrase, n_ctx)`` (validated: N_CTX may not exceed the phrase's tokens),
+- Prompt text (§2.4): ``clean_classname``, ``prompt_template(prefix)``, ``prompt_texts(prefix, classnames)``,
+  ``count_phrase_tokens``, ``phrase_context(clip_model, phrase, n_ctx)`` (validated: N_CTX may not exceed the
+  phrase's tokens),
   ``random_context(*shape)``, ``init_text_context(clip_model, n_ctx, ctx_init)`` (IVLP/PromptSRC/MaPLe rule),
   ``register_prompt_token_buffers(module, clip_model, prefix, classnames, n_ctx)`` (non-persistent
   ``tokenized_prompts`` / ``token_prefix`` / ``token_suffix``).
@@ -45,6 +46,7 @@ from .prompt_text import (
     count_phrase_tokens,
     init_text_context,
     phrase_context,
+    prompt_template,
     prompt_texts,
     random_context,
     register_prompt_token_buffers,
@@ -79,6 +81,7 @@ __all__ = [
     "log_trainable_parameters",
     "persistent_buffer_names",
     "phrase_context",
+    "prompt_template",
     "prompt_texts",
     "random_context",
     "register_prompt_token_buffers",

@@ -21,6 +21,7 @@ __all__ = [
     "count_phrase_tokens",
     "init_text_context",
     "phrase_context",
+    "prompt_template",
     "prompt_texts",
     "random_context",
     "register_prompt_token_buffers",
@@ -37,10 +38,16 @@ def clean_classname(name: str) -> str:
     return name.replace("_", " ")
 
 
+def prompt_template(prefix: str) -> str:
+    """The ``str.format`` template ``"<prefix> {}."`` (``"{}."`` for an empty prefix; braces in it kept literal)."""
+    prefix = prefix.strip().replace("{", "{{").replace("}", "}}")
+    return f"{prefix} {{}}." if prefix else "{}."
+
+
 def prompt_texts(prefix: str, classnames: Sequence[str]) -> list[str]:
     """``"<prefix> <class name>."`` for every class, in label order."""
-    prefix = prefix.strip()
-    return [f"{prefix} {clean_classname(name)}." if prefix else f"{clean_classname(name)}." for name in classnames]
+    template = prompt_template(prefix)
+    return [template.format(clean_classname(name)) for name in classnames]
 
 
 def count_phrase_tokens(phrase: str) -> int:
