@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 import clip
 from clip.loading import CLIP_MEAN, CLIP_STD
-from clip.model import CLIP, encode_text_embeddings, heads_for_width
+from clip.model import CLIP, heads_for_width
 from dassl.utils.atomic import atomic_torch_save, atomic_write_text
 from datasets.cache import default_cache_root
 from trainers.templates import IMAGENET_TEMPLATES
@@ -46,7 +46,6 @@ __all__ = [
     "build_clip",
     "clip_loss",
     "demo_cache_dir",
-    "encode_text_trimmed",
     "make_caption",
     "pretrain",
     "pretrained_clips",
@@ -183,24 +182,6 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def encode_text_trimmed(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text(tokens)`` computed on the first ``max EOT position + 1`` tokens only.
-
-    The text tower is causal, so tokens after EOT never influence the EOT feature that is pooled: cutting
-    the zero padding gives the same features (checked by a test) at a fraction of the cost of 77 tokens.
-    """
-    length = int(tokens.argmax(dim=-1).max().item()) + 1
-    tokens = tokens[:, :length]
-    return encode_text_embeddings(
-        model.token_embedding(tokens),
-        tokens,
-        model.transformer,
-        model.positional_embedding[:length],
-        model.ln_final,
-        model.text_projection,
-    )
-
-
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` -> normalised float ``[N, 3, H, W]`` (the dataset YAMLs' normalisation)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
@@ -300,7 +281,7 @@ def pretrain(
         tokens = clip.tokenize(captions)
         total = 0.0
         for name, model in models.items():
-            loss = clip_loss(model.encode_image(batch), encode_text_trimmed(model, tokens), model.logit_scale)
+            loss = clip_loss(model.encode_image(batch), model.encode_text(tokens), model.logit_scale)
             total = total + loss
             losses[name] = loss.item()
         optimizer.zero_grad(set_to_none=True)

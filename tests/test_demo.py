@@ -19,9 +19,7 @@ from demo.pipeline import kd_loss_by_epoch, run_demo
 from demo.pretrain import (
     CLIPSpec,
     PretrainSettings,
-    build_clip,
     clip_loss,
-    encode_text_trimmed,
     make_caption,
     pretrained_clips,
 )
@@ -108,14 +106,6 @@ def test_captions_vary_and_name_the_class():
 
 
 # ----------------------------------------------------------------------------- pre-training
-def test_trimmed_text_encoding_equals_full_context():
-    torch.manual_seed(0)
-    model = build_clip(CLIPSpec(32, 32, 1, 8, 32, 2), 32).eval()
-    tokens = clip.tokenize(["a photo of a red circle.", "blue", "a red ring on a striped background."])
-    with torch.no_grad():
-        torch.testing.assert_close(encode_text_trimmed(model, tokens), model.encode_text(tokens))
-
-
 def test_clip_loss_is_low_for_matching_pairs():
     feats = torch.eye(4)
     scale = torch.tensor(math.log(100.0))
