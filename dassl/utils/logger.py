@@ -23,6 +23,8 @@ import os
 import sys
 from typing import TextIO
 
+from .process_group import env_rank
+
 __all__ = ["Logger", "setup_logger"]
 
 PROJECT_LOGGERS = ("dassl", "clip", "trainers", "datasets", "train", "__main__")
@@ -153,16 +155,6 @@ def _uninstall_logging_handler() -> None:
         logging.getLogger(_levels_set.pop()).setLevel(logging.NOTSET)
 
 
-def _resolve_rank(rank: int | None) -> int:
-    if rank is not None:
-        return int(rank)
-    env = os.environ.get("RANK", "0")
-    try:
-        return int(env)
-    except ValueError as e:
-        raise ValueError(f"environment variable RANK={env!r} is not an integer rank") from e
-
-
 def setup_logger(output: str | os.PathLike | None = None, rank: int | None = None) -> Logger | None:
     """Tee stdout into ``output/log.txt`` (or ``output`` itself if it ends in ``.txt``/``.log``), append mode.
 
@@ -186,7 +178,7 @@ def setup_logger(output: str | os.PathLike | None = None, rank: int | None = Non
         _active_logger.close()
         _active_logger = None
 
-    if _resolve_rank(rank) == 0:
+    if (env_rank() if rank is None else int(rank)) == 0:
         tee = Logger(fpath, console=console, mode="a")
         sys.stdout = tee
         _active_logger = tee

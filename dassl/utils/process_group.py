@@ -20,7 +20,11 @@ def env_world_size() -> int:
 
 def env_rank() -> int:
     """Global rank announced by the launcher; 0 when not launched by torchrun."""
-    return int(os.environ.get("RANK", "0"))
+    env = os.environ.get("RANK", "0")
+    try:
+        return int(env)
+    except ValueError as e:
+        raise ValueError(f"environment variable RANK={env!r} is not an integer rank") from e
 
 
 def is_distributed() -> bool:
