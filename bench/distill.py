@@ -168,20 +168,20 @@ def _store_frozen_in_bf16(teacher: nn.Module, student: nn.Module, setup: Distill
 def encode_class_features(models: DistillModels, limit: int | None = None, full_length: bool = False) -> torch.Tensor:
     """``W = normalize(text_tower(prompts))`` ``[C, E_t]`` under no_grad + autocast (a teacher text-tower pass).
 
-    ``full_length``: run all ``context_length`` (77) positions as upstream's text tower does (methods.md §1.5),
-    instead of the library's ``clip.model.encode_text_embeddings`` (which may cut the causal sequence after the
-    last EOT: same features, less work). ``limit`` encodes only the first classes (warm-up at a small size).
+    Default: the library path, ``PromptedCLIP.encode_text`` (``clip.model.encode_text_embeddings`` may cut the
+    causal sequence after the last EOT: same features, less work). ``full_length``: run all ``context_length``
+    (77) positions as upstream's text tower does (methods.md §1.5); ``limit`` then encodes only the first
+    classes (warm-up at a small size).
     """
     teacher = models.teacher
     models.text_tower_runs += 1
     with torch.no_grad(), models.setup.precision.autocast():
+        if not full_length:
+            return teacher.encode_text().float()
         prompts, tokenized = teacher.prompt_learner(), teacher.prompt_learner.tokenized_prompts
         if limit is not None:
             prompts, tokenized = prompts[:limit], tokenized[:limit]
-        if full_length:
-            features = _full_length_text_tower(teacher.text_encoder, prompts, tokenized)
-        else:
-            features = teacher.text_encoder(prompts, tokenized)
+        features = _full_length_text_tower(teacher.text_encoder, prompts, tokenized)
         return F.normalize(features, dim=-1).float()
 
 
