@@ -24,7 +24,6 @@ import clip
 from clip.model import TextEncoder
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
-from dassl.optim import build_lr_scheduler, build_optimizer
 
 from .common import (
     CLIPPromptTrainer,
@@ -32,7 +31,6 @@ from .common import (
     check_input_size,
     clean_classname,
     count_phrase_tokens,
-    install_trained_state_checkpointing,
     log_trainable_parameters,
     phrase_context,
     random_context,
@@ -215,14 +213,7 @@ class CoOpTextPromptTrainer(CLIPPromptTrainer):
         for name, param in model.named_parameters():
             param.requires_grad_("prompt_learner" in name)
         log_trainable_parameters(model)
-        if cfg.MODEL.INIT_WEIGHTS:  # into the prompt learner, before moving to the device (methods.md §3.0)
-            self._load_file_into(prompt_learner, cfg.MODEL.INIT_WEIGHTS)
-        model.to(self.device)
-        install_trained_state_checkpointing(prompt_learner)
-        self.model = model
-        self.optim = build_optimizer(prompt_learner, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
-        self.register_model(self.MODEL_NAME, prompt_learner, self.optim, self.sched)
+        self.register_prompt_model(model, registered=prompt_learner)  # also loads MODEL.INIT_WEIGHTS (§3.0)
 
 
 @TRAINER_REGISTRY.register()

@@ -6,7 +6,8 @@
   PromptKD override it); ``REPORT_ACCURACY`` adds the batch accuracy.
 - ``register_prompt_model``: freezing already done by the caller; moves the model to the device, makes
   ``state_dict()`` hold only trained state (decision 9), builds SGD + scheduler over the model's parameters and
-  registers it under ``MODEL_NAME`` (``VLPromptLearner`` for all three, as upstream).
+  registers it under ``MODEL_NAME`` (``VLPromptLearner`` for all three, as upstream; CoOp/CoCoOp register only
+  their prompt learner, MaPLe uses ``MultiModalPromptLearner``).
 - ``load_model(directory, epoch=None)``: upstream file names (``model-best.pth.tar`` / ``model.pth.tar-N``)
   loaded through :func:`load_trained_state` (token buffers dropped, frozen keys ignored by name, everything
   else must match). Without ``epoch`` and without a best file (our default ``TEST.FINAL_MODEL last_step``
@@ -124,17 +125,22 @@ class CLIPPromptTrainer(TrainerX):
             self.update_lr()
         return summary
 
-    def register_prompt_model(self, model: nn.Module) -> None:
+    def register_prompt_model(self, model: nn.Module, registered: nn.Module | None = None) -> None:
         """Load ``MODEL.INIT_WEIGHTS`` if set, move to device, restrict checkpoints to trained state, build
-        optimizer/scheduler, register."""
-        install_trained_state_checkpointing(model)
+        optimizer/scheduler, register.
+
+        ``registered`` (default ``model``) is the part that is optimised, checkpointed and registered under
+        ``MODEL_NAME`` (CoOp/CoCoOp: the prompt learner alone); ``self.model`` is always the whole ``model``.
+        """
+        registered = model if registered is None else registered
+        install_trained_state_checkpointing(registered)
         if self.cfg.MODEL.INIT_WEIGHTS:
-            self._load_file_into(model, self.cfg.MODEL.INIT_WEIGHTS)
+            self._load_file_into(registered, self.cfg.MODEL.INIT_WEIGHTS)
         model.to(self.device)
         self.model = model
-        self.optim = build_optimizer(model, self.cfg.OPTIM)
+        self.optim = build_optimizer(registered, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
-        self.register_model(self.MODEL_NAME, model, self.optim, self.sched)
+        self.register_model(self.MODEL_NAME, registered, self.optim, self.sched)
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         if not directory:
