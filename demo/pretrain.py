@@ -308,13 +308,6 @@ def pretrain(
     return models["teacher"].state_dict(), models["student"].state_dict(), metrics
 
 
-def _save_atomic(obj, path: Path) -> None:
-    if path.suffix == ".json":
-        atomic_write_text(json.dumps(obj, indent=2, sort_keys=True), path)
-    else:
-        atomic_torch_save(obj, path)
-
-
 def pretrained_clips(
     settings: PretrainSettings,
     cache_dir: str | os.PathLike | None = None,
@@ -337,8 +330,8 @@ def pretrained_clips(
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     metrics["settings"] = dataclasses.asdict(settings)
     metrics = json.loads(json.dumps(metrics))  # the same plain-JSON form a cached run returns
-    _save_atomic(teacher, teacher_path)
-    _save_atomic(student, student_path)
-    _save_atomic(metrics, metrics_path)
+    atomic_torch_save(teacher, teacher_path)
+    atomic_torch_save(student, student_path)
+    atomic_write_text(json.dumps(metrics, indent=2, sort_keys=True), metrics_path)
     logger.info("Pre-trained demo CLIPs written to %s", folder)
     return PretrainResult(teacher_path, student_path, metrics, cached=False)
