@@ -20,6 +20,7 @@ import numpy as np
 
 from reporting.logparse import FINISH_SIGNALS, RESULT_SIGNAL, log_files, parse_log_file, upstream_metric_regex
 from reporting.runs import FINAL_PHASES, RESULTS_FILE, read_results_jsonl
+from reporting.stats import CI95_Z
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class UpstreamOutcome:
 def population_spread(values: list[float], ci95: bool) -> float:
     """Upstream's spread: NumPy ``std`` (ddof=0), or ``1.96 * std / sqrt(n)`` with ``--ci95``."""
     std = float(np.std(values))
-    return 1.96 * std / math.sqrt(len(values)) if ci95 else std
+    return CI95_Z * std / math.sqrt(len(values)) if ci95 else std
 
 
 def read_run_value(run_dir: str, keyword: str, test_log: bool) -> tuple[str, float] | None:
