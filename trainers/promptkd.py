@@ -209,8 +209,8 @@ def infer_teacher_design(state_dict: Mapping[str, torch.Tensor], source: str = "
     Depth = 1 + the highest block index carrying ``VPT_shallow``; a gap below it is reported by the loader as
     a missing key (never filled with random prompts).
     """
-    keys = {key[len("module.") :] if key.startswith("module.") else key for key in state_dict}
-    entries = {key[len("module.") :] if key.startswith("module.") else key: v for key, v in state_dict.items()}
+    entries = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    keys = set(entries)
     if "prompt_learner.ctx" not in keys:
         raise KeyError(
             f"{source} has no 'prompt_learner.ctx': not a PromptSRC/IVLP teacher. Found keys like "
