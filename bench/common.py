@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ __all__ = [
     "PROMPTKD_YAML",
     "REPO",
     "ClipArch",
-    "TimingStats",
     "bench_is_tiny",
     "build_clip",
     "build_visual",
@@ -232,21 +231,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@dataclass(frozen=True)
-class TimingStats:
-    """Seconds per call over the timed repetitions (after warm-up)."""
-
-    median: float
-    mean: float
-    minimum: float
-    runs: int
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 1, iters: int = 3) -> TimingStats:
-    """Run ``fn`` ``warmup`` times untimed, then ``iters`` times, each timed with a device sync on both ends."""
+def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 1, iters: int = 3) -> float:
+    """Median seconds per call: ``fn`` runs ``warmup`` times untimed, then ``iters`` times, each timed with a device
+    sync on both ends."""
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     for _ in range(warmup):
@@ -258,7 +245,7 @@ def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 1, iter
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return TimingStats(statistics.median(times), statistics.fmean(times), min(times), len(times))
+    return statistics.median(times)
 
 
 def reset_peak_memory(device: torch.device) -> None:

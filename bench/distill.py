@@ -100,7 +100,6 @@ class DistillModels:
     teacher_logit_scale: float
     n_classes: int
     text_tower_runs: int = 0
-    compiled: bool = False
     text_once_s: float | None = None  # the one text-tower pass of our algorithm (library path)
     student_forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # torch.compile'd when requested
     teacher_image_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -113,7 +112,6 @@ class DistillModels:
         """``torch.compile`` the student and the teacher image tower (the per-step work of our algorithm)."""
         self.student_forward = torch.compile(self.student)
         self.teacher_image_forward = torch.compile(self.teacher.image_encoder)
-        self.compiled = True
 
 
 def build_models(setup: DistillSetup, n_classes: int) -> DistillModels:
@@ -375,8 +373,8 @@ def measure_eval_batch(models: DistillModels, batch: int, warmup: int, iters: in
             with torch.inference_mode(), precision.autocast():
                 return models.teacher.image_encoder(image)
 
-        out["student_s"] = time_call(student, setup.device, warmup, iters).median
-        out["teacher_image_s"] = time_call(teacher_image, setup.device, warmup, iters).median
+        out["student_s"] = time_call(student, setup.device, warmup, iters)
+        out["teacher_image_s"] = time_call(teacher_image, setup.device, warmup, iters)
     finally:
         models.student.train()
     return out

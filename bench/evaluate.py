@@ -71,14 +71,14 @@ def measure(models: DistillModels, batch: int, warmup: int, iters: int, upstream
         row: dict[str, Any] = {"classes": models.n_classes, "batch": batch, "algorithm": name, "flops": flops[name]}
         reset_peak_memory(setup.device)
         try:
-            stats = time_call(lambda fn=fn: fn(models, image), setup.device, warmup=warmup, iters=n_iters)
+            seconds = time_call(lambda fn=fn: fn(models, image), setup.device, warmup=warmup, iters=n_iters)
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
             row["error"] = "OOM"
         else:
-            row.update(batch_s=stats.median, images_per_s=batch / stats.median, peak_mib=peak_memory_mib(setup.device))
-            row["achieved_tflops"] = flops[name] / stats.median / 1e12
+            row.update(batch_s=seconds, images_per_s=batch / seconds, peak_mib=peak_memory_mib(setup.device))
+            row["achieved_tflops"] = flops[name] / seconds / 1e12
         rows.append(row)
     return rows
 
