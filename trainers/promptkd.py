@@ -58,6 +58,7 @@ from .common import (
     check_input_size,
     ensemble_text_features,
     freeze_by_name,
+    is_prompt_parameter,
     ivlp_design,
     kl_logit_loss,
     load_clip_state_dict,
@@ -232,7 +233,7 @@ def infer_teacher_design(state_dict: Mapping[str, torch.Tensor], source: str = "
 
 
 def _teacher_prompt_keys(teacher: nn.Module) -> list[str]:
-    return [name for name, _ in teacher.named_parameters() if "prompt_learner" in name or "VPT" in name]
+    return [name for name, _ in teacher.named_parameters() if is_prompt_parameter(name)]
 
 
 @TRAINER_REGISTRY.register()
