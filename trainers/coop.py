@@ -203,7 +203,6 @@ class CoOpTextPromptTrainer(CLIPPromptTrainer):
     def build_model(self) -> None:
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
-        logger.info("Loading CLIP (backbone: %s)", cfg.MODEL.BACKBONE.NAME)
         clip_model = build_clip_model(cfg, clip.PromptDesign())
         check_input_size(cfg, clip_model.visual.input_resolution)
         logger.info("Building custom CLIP")
