@@ -144,12 +144,11 @@ def _strip(split: dict[str, list[tuple[str, int, str]]], prefix: str) -> dict[st
     return {k: [(p[len(prefix) :], lab, name) for p, lab, name in v] for k, v in split.items()}
 
 
-def _write_per_class_split(
-    fixture: DatasetFixture, items_by_class: list[list[tuple[str, int, str]]], image_folder: str, file_name: str
+def _write_split(
+    fixture: DatasetFixture, split: dict[str, list[tuple[str, int, str]]], image_folder: str, file_name: str
 ) -> None:
-    """Write a 50/20/30 split file (paths relative to ``image_folder``); record it, dataset-relative, on ``fixture``."""
-    split = _per_class_split(items_by_class)
-    _write_split_file(fixture.dataset_dir / file_name, _strip(split, image_folder + "/"))
+    """Write ``split`` as a split file (paths relative to ``image_folder``); record it on ``fixture``."""
+    _write_split_file(fixture.dataset_dir / file_name, _strip(split, image_folder + "/") if image_folder else split)
     fixture.split = split
 
 
@@ -291,7 +290,7 @@ def make_caltech101(
             write_image(ds / "101_ObjectCategories" / ignored / f"image_{i + 1:04d}.jpg", 0, 1, size, i)
     fixture = DatasetFixture(root, ds, [class_items[0][2] for class_items in items])
     if with_split_file:
-        _write_per_class_split(fixture, items, "101_ObjectCategories", "split_zhou_Caltech101.json")
+        _write_split(fixture, _per_class_split(items), "101_ObjectCategories", "split_zhou_Caltech101.json")
     return fixture
 
 
@@ -307,7 +306,7 @@ def make_food101(
     (ds / "meta" / "train.txt").write_text("apple_pie/1001\n", encoding="utf-8")
     fixture = DatasetFixture(root, ds, sorted(names))
     if with_split_file:
-        _write_per_class_split(fixture, items, "images", "split_zhou_Food101.json")
+        _write_split(fixture, _per_class_split(items), "images", "split_zhou_Food101.json")
     return fixture
 
 
@@ -324,7 +323,7 @@ def make_dtd(
     (ds / "labels" / "train1.txt").write_text("banded/banded_0001.jpg\n", encoding="utf-8")
     fixture = DatasetFixture(root, ds, sorted(names))
     if with_split_file:
-        _write_per_class_split(fixture, items, "images", "split_zhou_DescribableTextures.json")
+        _write_split(fixture, _per_class_split(items), "images", "split_zhou_DescribableTextures.json")
     return fixture
 
 
@@ -335,7 +334,7 @@ def make_eurosat(root: str | os.PathLike, per_class: int = 4, with_split_file: b
     items = _make_folder_tree(ds, "2750", list(EUROSAT_RENAMES), EUROSAT_RENAMES, per_class, 32, "{folder}_{i}.jpg")
     fixture = DatasetFixture(root, ds, [EUROSAT_RENAMES[f] for f in sorted(EUROSAT_RENAMES)])
     if with_split_file:
-        _write_per_class_split(fixture, items, "2750", "split_zhou_EuroSAT.json")
+        _write_split(fixture, _per_class_split(items), "2750", "split_zhou_EuroSAT.json")
     return fixture
 
 
@@ -389,9 +388,7 @@ def make_oxford_pets(
         (ds / "annotations" / "test.txt").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
     fixture = DatasetFixture(root, ds, classnames, raw={"trainval": trainval, "test": test})
     if with_split_file:
-        split = _holdout_split(trainval, test)
-        _write_split_file(ds / "split_zhou_OxfordPets.json", _strip(split, "images/"))
-        fixture.split = split
+        _write_split(fixture, _holdout_split(trainval, test), "images", "split_zhou_OxfordPets.json")
     return fixture
 
 
@@ -447,9 +444,7 @@ def make_stanford_cars(
         savemat(ds / "devkit" / "cars_meta.mat", {"class_names": names})
     fixture = DatasetFixture(root, ds, classnames, raw={"trainval": parts["train"][2], "test": parts["test"][2]})
     if with_split_file:
-        split = _holdout_split(parts["train"][2], parts["test"][2])
-        _write_split_file(ds / "split_zhou_StanfordCars.json", split)
-        fixture.split = split
+        _write_split(fixture, _holdout_split(parts["train"][2], parts["test"][2]), "", "split_zhou_StanfordCars.json")
     return fixture
 
 
@@ -483,7 +478,7 @@ def make_oxford_flowers(
     fixture = DatasetFixture(root, ds, [names[str(v)] for v in sorted(items_by_label)], raw={"groups": groups})
     if with_split_file:
         by_label = [items_by_label[v] for v in sorted(items_by_label)]
-        _write_per_class_split(fixture, by_label, "jpg", "split_zhou_OxfordFlowers.json")
+        _write_split(fixture, _per_class_split(by_label), "jpg", "split_zhou_OxfordFlowers.json")
     return fixture
 
 
@@ -537,9 +532,7 @@ def make_sun397(
         (ds / "Testing_01.txt").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
     fixture = DatasetFixture(root, ds, classnames, raw={"trainval": train, "test": test})
     if with_split_file:
-        split = _holdout_split(train, test)
-        _write_split_file(ds / "split_zhou_SUN397.json", _strip(split, "SUN397/"))
-        fixture.split = split
+        _write_split(fixture, _holdout_split(train, test), "SUN397", "split_zhou_SUN397.json")
     return fixture
 
 
@@ -579,9 +572,7 @@ def make_ucf101(
         (lists / "testlist01.txt").write_bytes((crlf.join(test_lines) + crlf).encode())
     fixture = DatasetFixture(root, ds, renamed, raw={"trainval": train, "test": test})
     if with_split_file:
-        split = _holdout_split(train, test)
-        _write_split_file(ds / "split_zhou_UCF101.json", _strip(split, "UCF-101-midframes/"))
-        fixture.split = split
+        _write_split(fixture, _holdout_split(train, test), "UCF-101-midframes", "split_zhou_UCF101.json")
     return fixture
 
 
