@@ -17,9 +17,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import os.path as osp
-import re
 
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +28,7 @@ from dassl.engine.precision import VALID_PRECISIONS
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
+from dassl.utils.torchtools import BEST_FILE, latest_epoch_file, read_pointer
 
 from .checkpoint import (
     TOKEN_BUFFER_KEYS,
@@ -42,9 +41,6 @@ from .config import trainer_node
 __all__ = ["CLIPPromptTrainer", "resolve_checkpoint_file"]
 
 logger = logging.getLogger(__name__)
-
-BEST_FILE = "model-best.pth.tar"
-_EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
 
 
 def resolve_checkpoint_file(folder: str, epoch: int | None = None) -> str:
@@ -61,17 +57,12 @@ def resolve_checkpoint_file(folder: str, epoch: int | None = None) -> str:
     best = osp.join(folder, BEST_FILE)
     if osp.isfile(best):
         return best
-    pointer = osp.join(folder, "checkpoint")
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            name = f.readline().strip()
-        if name and osp.isfile(osp.join(folder, name)):
-            return osp.join(folder, name)
-    epochs = sorted(
-        int(m.group(1)) for m in map(_EPOCH_FILE.match, os.listdir(folder) if osp.isdir(folder) else []) if m
-    )
-    if epochs:
-        return osp.join(folder, f"model.pth.tar-{epochs[-1]}")
+    name = read_pointer(folder) if osp.isdir(folder) else None
+    if name and osp.isfile(osp.join(folder, name)):
+        return osp.join(folder, name)
+    latest = latest_epoch_file(folder) if osp.isdir(folder) else None
+    if latest:
+        return osp.join(folder, latest)
     raise FileNotFoundError(
         f'Model not found at "{best}": no {BEST_FILE}, no "checkpoint" pointer and no model.pth.tar-N in {folder}'
     )
