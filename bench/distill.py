@@ -61,7 +61,7 @@ from dassl.config import get_cfg_default
 from dassl.engine.precision import Precision, resolve_precision
 from dassl.optim import build_optimizer
 from trainers.common import PromptedCLIP, freeze_by_name, ivlp_design, kl_logit_loss
-from trainers.promptkd import TEACHER_TEXT_TOWER_RUNS, PromptKDStudent
+from trainers.promptkd import PromptKDStudent
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ def measure_eval_batch(models: DistillModels, batch: int, warmup: int, iters: in
 # ------------------------------------------------------------------------------------------------ trainer run
 def run_trainer_once(teacher: str, student: str, n_classes: int, per_class: int, batch: int, workdir: str) -> dict:
     """Train the real PromptKD trainer for one epoch (+ its base/novel evaluation) on a synthetic dataset with
-    random-weight CLIP files; returns the teacher text-tower passes counted by ``TEACHER_TEXT_TOWER_RUNS``."""
+    random-weight CLIP files; returns the teacher text-tower passes its teachers counted while being built."""
     import train  # the CLI entry point, in-process
     from bench.synthetic_data import make_caltech101_layout
 
@@ -395,7 +395,6 @@ def run_trainer_once(teacher: str, student: str, n_classes: int, per_class: int,
         torch.save(state, paths[role])
         del state
     res = get_arch(student).image_resolution
-    before = TEACHER_TEXT_TOWER_RUNS["count"]
     start = time.perf_counter()
     argv = [
         "--root", str(root), "--seed", "1", "--trainer", "PromptKD", "--output-dir", f"{workdir}/out",
@@ -408,7 +407,7 @@ def run_trainer_once(teacher: str, student: str, n_classes: int, per_class: int,
         "DATASET.CACHE_DIR", f"{workdir}/cache", "TRAIN.PRINT_FREQ", "1000",
     ]  # fmt: skip
     trainer = train.main(argv)
-    runs = TEACHER_TEXT_TOWER_RUNS["count"] - before
+    runs = sum(teacher.text_tower_runs for teacher in trainer.teachers)
     return {
         "teacher": teacher,
         "student": student,

@@ -85,7 +85,7 @@ def test_distill_prints_both_algorithms_and_counts_text_tower_passes(tmp_path, c
 
 def test_trainer_run_reports_one_teacher_text_pass(capsys):
     (result,) = distill.main(["--trainer-run", "--classes", "4", "--batch-sizes", "2"])
-    assert result["teacher_text_tower_runs"] == 1  # trainers.promptkd.TEACHER_TEXT_TOWER_RUNS over a whole run
+    assert result["teacher_text_tower_runs"] == 1  # counted by the trainer's teacher over a whole run
     assert result["steps"] == 4 and result["eval_images"] == 4  # 8 training images; base+novel test images
     assert "teacher_text_tower_runs" in capsys.readouterr().out
 

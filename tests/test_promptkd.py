@@ -15,7 +15,7 @@ import clip
 from clip.model import CLIP
 from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
 from trainers.common import freeze_by_name, full_state_dict, ivlp_design, load_clip_state_dict, prompt_texts
-from trainers.promptkd import TEACHER_TEXT_TOWER_RUNS, PromptKDStudent
+from trainers.promptkd import PromptKDStudent
 
 CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
 CROSS_CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets"
@@ -61,14 +61,13 @@ def kd_opts(env: dict, teacher_ckpt: str, *more: str) -> tuple[str, ...]:
 @pytest.fixture(scope="module")
 def distilled(trainer_env, teacher_run, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("kd")
-    runs_before = TEACHER_TEXT_TOWER_RUNS["count"]
     trainer = run_train(trainer_env, "PromptKD", CONFIG, out, *kd_opts(trainer_env, str(teacher_run["dir"])))
-    return {"dir": out, "trainer": trainer, "text_tower_runs": TEACHER_TEXT_TOWER_RUNS["count"] - runs_before}
+    return {"dir": out, "trainer": trainer, "text_tower_runs": [t.text_tower_runs for t in trainer.teachers]}
 
 
 def test_end_to_end_distillation_reports_base_novel_hm(distilled, teacher_run):
     out, trainer = distilled["dir"], distilled["trainer"]
-    assert distilled["text_tower_runs"] == 1  # computed once, never per step or at evaluation
+    assert distilled["text_tower_runs"] == [1]  # computed once; the teacher keeps no text tower to run again
 
     records = read_results(out)
     base, new, summary = records[-3:]
@@ -89,7 +88,9 @@ def test_end_to_end_distillation_reports_base_novel_hm(distilled, teacher_run):
     assert features.shape == (5, 48)
     torch.testing.assert_close(features.norm(dim=-1), torch.ones(5))
     torch.testing.assert_close(features[:3], teacher_run["base_text_features"].cpu(), rtol=1e-5, atol=1e-5)
-    assert trainer.teacher_image_encoder is not None and not hasattr(trainer, "teacher")  # text tower released
+    (teacher,) = trainer.teachers
+    assert {name.split(".")[0] for name, _ in teacher.named_parameters()} == {"image_encoder"}  # text tower released
+    torch.testing.assert_close(teacher.class_features.cpu(), features, rtol=0, atol=0)  # W stored in the student
 
     ckpt = torch.load(out / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)
     assert set(ckpt["state_dict"]) == STUDENT_KEYS  # trainable tensors, BN statistics, stored features only
@@ -98,11 +99,10 @@ def test_end_to_end_distillation_reports_base_novel_hm(distilled, teacher_run):
 
 def test_eval_only_needs_no_teacher(trainer_env, distilled, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.chdir(tmp_path)  # no ./teacher_model here, and the teacher CLIP path does not exist either
-    runs_before = TEACHER_TEXT_TOWER_RUNS["count"]
     opts = ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", str(tmp_path / "missing.pt"))
     flags = ("--eval-only", "--model-dir", str(distilled["dir"]), "--load-epoch", "2")
     trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "eval", *opts, flags=flags)
-    assert TEACHER_TEXT_TOWER_RUNS["count"] == runs_before and trainer.teacher_image_encoder is None
+    assert trainer.teachers == []  # no teacher built, so no text-tower pass
     trained = read_results(distilled["dir"])[-3:]
     evaluated = read_results(tmp_path / "eval")
     assert [r["phase"] for r in evaluated] == ["eval_only"] * 3

@@ -32,8 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os.path as osp
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -48,45 +47,25 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.engine import distributed as ddp
 from dassl.engine.results_log import RESULTS_FILENAME, append_result_line, build_result_record
 from dassl.evaluation import build_evaluator
-from dassl.utils import load_checkpoint
 from datasets.common import subsample_classes
 
 from .common import (
     VALID_MODALS,
     CLIPPromptTrainer,
-    PromptedCLIP,
+    FrozenTeacher,
+    build_teacher,
     check_input_size,
-    ensemble_text_features,
     freeze_by_name,
-    is_prompt_parameter,
     ivlp_design,
     kl_logit_loss,
     load_clip_state_dict,
-    load_trained_state,
     log_trainable_parameters,
-    prompt_template,
-    resolve_checkpoint_file,
+    resolve_teacher_checkpoint,
 )
 
-__all__ = [
-    "PromptKD",
-    "PromptKDStudent",
-    "StudentProjector",
-    "TEACHER_TEXT_TOWER_RUNS",
-    "infer_teacher_design",
-    "resolve_teacher_checkpoint",
-]
+__all__ = ["PromptKD", "PromptKDStudent", "StudentProjector", "default_teacher_checkpoint"]
 
 logger = logging.getLogger(__name__)
-
-# Number of teacher text-tower forward passes in this process (tests check: exactly one per training run).
-TEACHER_TEXT_TOWER_RUNS = {"count": 0}
-
-# Keys of teacher files that our teacher does not have: PromptSRC's frozen zero-shot encoder and GPA sums.
-TEACHER_IGNORE_PREFIXES = ("prompt_learner.ZS_image_encoder.", "gpa.")
-_VISION_DEEP = re.compile(r"^image_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
-_TEXT_DEEP = re.compile(r"^text_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
-ZERO_SHOT_TEACHER = "none"
 
 
 @register_cfg_defaults
@@ -174,66 +153,10 @@ class PromptKDStudent(nn.Module):
 
 
 def default_teacher_checkpoint(cfg: CN) -> str:
-    """Upstream's teacher location (relative to the working directory, §4.3)."""
+    """Upstream's teacher location, relative to the working directory."""
     if cfg.TRAINER.MODAL == "cross":
         return osp.join("teacher_model", "ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20")
     return osp.join("teacher_model", cfg.DATASET.NAME, "VLPromptLearner", "model-best.pth.tar")
-
-
-def resolve_teacher_checkpoint(cfg: CN) -> str | None:
-    """Teacher checkpoint path, or None for a zero-shot teacher. Raises FileNotFoundError naming what was tried."""
-    value = str(cfg.TRAINER.PROMPTKD.TEACHER_CKPT).strip()
-    if value.lower() == ZERO_SHOT_TEACHER:
-        return None
-    path = value or default_teacher_checkpoint(cfg)
-    if osp.isfile(path):
-        return path
-    folder = path if osp.isdir(path) else osp.dirname(path)
-    if osp.isdir(osp.join(folder, "VLPromptLearner")):  # an OUTPUT_DIR of a PromptSRC run
-        folder = osp.join(folder, "VLPromptLearner")
-    if osp.isdir(folder):
-        try:
-            return resolve_checkpoint_file(folder)
-        except FileNotFoundError:
-            pass
-    raise FileNotFoundError(
-        f"PromptKD teacher checkpoint not found at {path!r} (TRAINER.PROMPTKD.TEACHER_CKPT={value!r}). Train a "
-        "teacher with PromptSRC (configs/trainers/PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml) or download the "
-        "released ones, then set TRAINER.PROMPTKD.TEACHER_CKPT to the file or its folder; "
-        "use TRAINER.PROMPTKD.TEACHER_CKPT none for a zero-shot CLIP teacher."
-    )
-
-
-def infer_teacher_design(state_dict: Mapping[str, torch.Tensor], source: str = "teacher checkpoint"):
-    """``(PromptDesign, n_ctx_text)`` of a PromptSRC/IVLP checkpoint, from its prompt keys (decision 10).
-
-    Depth = 1 + the highest block index carrying ``VPT_shallow``; a gap below it is reported by the loader as
-    a missing key (never filled with random prompts).
-    """
-    entries = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    keys = set(entries)
-    if "prompt_learner.ctx" not in keys:
-        raise KeyError(
-            f"{source} has no 'prompt_learner.ctx': not a PromptSRC/IVLP teacher. Found keys like "
-            f"{sorted(keys)[:5]}; use TRAINER.PROMPTKD.TEACHER_CKPT none for a zero-shot teacher."
-        )
-    n_ctx_text = int(entries["prompt_learner.ctx"].shape[-2])
-    vision_blocks = [int(m.group(1)) for m in map(_VISION_DEEP.match, keys) if m]
-    text_blocks = [int(m.group(1)) for m in map(_TEXT_DEEP.match, keys) if m]
-    if "image_encoder.VPT" in keys:
-        vision_ctx = int(entries["image_encoder.VPT"].shape[0])
-        vision_depth = 1 + max(vision_blocks, default=0)
-    elif vision_blocks:
-        raise KeyError(f"{source} has deep vision prompts but no 'image_encoder.VPT' (missing prompt key)")
-    else:
-        vision_ctx, vision_depth = 0, 0
-    text_depth = 1 + max(text_blocks, default=0)
-    design = ivlp_design(vision_depth, text_depth, vision_ctx, n_ctx_text)
-    return design, n_ctx_text
-
-
-def _teacher_prompt_keys(teacher: nn.Module) -> list[str]:
-    return [name for name, _ in teacher.named_parameters() if is_prompt_parameter(name)]
 
 
 @TRAINER_REGISTRY.register()
@@ -310,11 +233,12 @@ class PromptKD(CLIPPromptTrainer):
         del student_sd
         student.to(self.device)
 
-        self.teacher_image_encoder = None
-        self.teacher_logit_scale = None
+        self.teachers: list[FrozenTeacher] = []
         self.teacher_missing: str | None = None
         try:
-            teacher_ckpt = resolve_teacher_checkpoint(cfg)
+            checkpoint = resolve_teacher_checkpoint(
+                node.TEACHER_CKPT, default_teacher_checkpoint(cfg), "TRAINER.PROMPTKD.TEACHER_CKPT"
+            )
         except FileNotFoundError as error:
             self.teacher_missing = str(error)
             logger.warning(
@@ -323,59 +247,15 @@ class PromptKD(CLIPPromptTrainer):
                 error,
             )
         else:
-            text_features, teacher_dim = self._build_teacher(teacher_ckpt, classnames)
-            student.materialize(teacher_dim, text_features)
-            logger.info("Student projector: %d -> %d", visual.output_dim, teacher_dim)
+            weights = node.TEACHER_CLIP or node.TEACHER_NAME
+            teacher = build_teacher(cfg, weights, checkpoint, classnames, node.CTX_INIT, self.device)
+            self.teachers = [teacher]
+            student.materialize(teacher.embed_dim, teacher.class_features)
+            logger.info("Student projector: %d -> %d", visual.output_dim, teacher.embed_dim)
 
         freeze_by_name(student)
         log_trainable_parameters(student)
         self.register_prompt_model(student)
-
-    def _build_teacher(self, checkpoint_path: str | None, classnames: Sequence[str]) -> tuple[torch.Tensor, int]:
-        """Load the teacher, compute ``W`` once, keep only its image tower; returns ``(W, E_t)``."""
-        cfg, node = self.cfg, self.cfg.TRAINER.PROMPTKD
-        teacher_sd = load_clip_state_dict(cfg, node.TEACHER_CLIP or node.TEACHER_NAME)
-        if checkpoint_path is None:
-            logger.info(
-                "Teacher: zero-shot CLIP %s with template %r", node.TEACHER_CLIP or node.TEACHER_NAME, node.CTX_INIT
-            )
-            teacher_clip = clip.build_model(teacher_sd)
-            teacher = _ZeroShotTeacher(teacher_clip, classnames, node.CTX_INIT)
-        else:
-            checkpoint = load_checkpoint(checkpoint_path)
-            state_dict = checkpoint.get("state_dict", checkpoint)
-            design, n_ctx_text = infer_teacher_design(state_dict, checkpoint_path)
-            logger.info(
-                "Teacher: %s from %s (design read from the checkpoint: vision depth %d x %d tokens, text depth %d x "
-                "%d tokens)",
-                node.TEACHER_CLIP or node.TEACHER_NAME,
-                checkpoint_path,
-                design.vision_depth,
-                design.vision_ctx,
-                design.text_depth,
-                n_ctx_text,
-            )
-            teacher = PromptedCLIP(clip.build_model(teacher_sd, design), classnames, n_ctx_text, node.CTX_INIT)
-            load_trained_state(
-                teacher,
-                state_dict,
-                expected_keys=_teacher_prompt_keys(teacher),
-                ignore_prefixes=TEACHER_IGNORE_PREFIXES,
-                source=f"teacher checkpoint {checkpoint_path}",
-            )
-        del teacher_sd
-        check_input_size(cfg, teacher.image_encoder.input_resolution, "teacher image encoder")
-        teacher.requires_grad_(False)
-        teacher.to(self.device).eval()
-        counter = teacher.text_encoder.transformer.register_forward_hook(_count_text_tower_run)
-        with torch.no_grad():  # once, in fp32 whatever PREC: the classifier of every later evaluation
-            text_features = teacher.encode_text().float()  # (C, E_t), normalised
-        counter.remove()
-        logger.info("Teacher text features computed once for %d classes (stored in the student)", len(classnames))
-        self.teacher_image_encoder = teacher.image_encoder
-        self.teacher_logit_scale = teacher.logit_scale.detach().exp().item()
-        del teacher  # releases the teacher's text tower and prompt learner
-        return text_features, int(text_features.shape[1])
 
     def prepare_loaded_state(self, model: nn.Module, state_dict: dict) -> None:
         """Evaluation without a teacher: size the projector and feature buffer from the student checkpoint."""
@@ -392,7 +272,7 @@ class PromptKD(CLIPPromptTrainer):
         """Upstream student files lack the stored text features; the teacher's (computed at build) are used then."""
         if any(key.split("module.")[-1] == "text_features" for key in state_dict):
             return expected
-        if self.teacher_image_encoder is None:
+        if not self.teachers:
             raise KeyError(
                 "The student checkpoint has no 'text_features' (an upstream PromptKD file, which never stored the "
                 "teacher's class features) and no teacher is available to compute them: set "
@@ -407,7 +287,7 @@ class PromptKD(CLIPPromptTrainer):
 
     # ------------------------------------------------------------------ training
     def before_train(self) -> None:
-        if self.teacher_image_encoder is None:
+        if not self.teachers:
             raise FileNotFoundError(f"PromptKD training needs a teacher. {self.teacher_missing}")
         if self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST:
             data = "base-class TEST" if self.cfg.TRAINER.MODAL == "base2novel" else "val"
@@ -420,10 +300,8 @@ class PromptKD(CLIPPromptTrainer):
 
     def teacher_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Teacher logits ``s_t * normalize(g(x)) @ W^T`` in fp32, outside the autograd graph."""
-        with torch.inference_mode(), self.autocast():
-            features = F.normalize(self.teacher_image_encoder(image), dim=-1)
-            logits = self.teacher_logit_scale * features @ self.prompt_model.text_features.t().to(features.dtype)
-        return logits.float().clone()  # a normal tensor again (inference tensors cannot enter autograd)
+        with self.autocast():
+            return self.teachers[0].logits(image)
 
     def forward_backward(self, image: torch.Tensor | dict) -> dict:
         image = self.parse_batch_train(image)
@@ -501,22 +379,3 @@ class PromptKD(CLIPPromptTrainer):
         del record["metrics"]
         record.update(base=float(base), novel=float(novel), hm=float(hm))
         append_result_line(osp.join(self.output_dir, RESULTS_FILENAME), record)
-
-
-class _ZeroShotTeacher(nn.Module):
-    """Plain CLIP teacher: text features of ``"<CTX_INIT> <class>."`` (upstream issue #48: a config choice)."""
-
-    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], template_prefix: str) -> None:
-        super().__init__()
-        self.text_encoder = clip_model  # plain CLIP: its ``encode_text`` (``transformer``) is the text tower
-        self.image_encoder = clip_model.visual
-        self.logit_scale = clip_model.logit_scale
-        self.classnames = list(classnames)
-        self.template = prompt_template(template_prefix)
-
-    def encode_text(self) -> torch.Tensor:
-        return ensemble_text_features(self.text_encoder, self.classnames, [self.template])
-
-
-def _count_text_tower_run(module: nn.Module, inputs, output) -> None:
-    TEACHER_TEXT_TOWER_RUNS["count"] += 1

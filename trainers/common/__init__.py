@@ -20,6 +20,10 @@ Contract (what other trainers may import from ``trainers.common``):
   (exact key accounting), ``TOKEN_BUFFER_KEYS``, ``trained_state_keys``.
 - Zero-shot text features of a plain CLIP: ``class_text_features(clip_model, classnames, templates)`` (raw
   ``[T, C, E]``), ``ensemble_text_features`` (normalised template ensemble ``[C, E]``).
+- Distillation teacher: ``build_teacher(cfg, clip_weights, checkpoint, classnames, ctx_init, device)`` ->
+  ``FrozenTeacher`` (image tower, ``logit_scale``, class features ``W`` computed once, ``text_tower_runs``,
+  ``logits(image)``), ``resolve_teacher_checkpoint(value, default, key)`` (file, run folder or ``none``),
+  ``infer_teacher_design(state_dict)``.
 - Losses: ``kl_logit_loss(student_logits, teacher_logits, temperature)``.
 - ``CLIPPromptTrainer`` (``TrainerX`` base: PREC check, batch parsing, model registration, ``load_model``) and
   ``resolve_checkpoint_file``; ``trainer_node(cfg)`` returns ``cfg.TRAINER.<NAME>``.
@@ -52,18 +56,30 @@ from .prompt_text import (
     register_prompt_token_buffers,
 )
 from .prompted_clip import PromptedCLIP, ivlp_design
+from .teacher import (
+    TEACHER_IGNORE_PREFIXES,
+    ZERO_SHOT_TEACHER,
+    FrozenTeacher,
+    build_teacher,
+    infer_teacher_design,
+    resolve_teacher_checkpoint,
+)
 from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
 from .zero_shot import class_text_features, ensemble_text_features
 
 __all__ = [
     "CLIPPromptTrainer",
+    "FrozenTeacher",
     "MAX_PHRASE_INIT_CTX",
     "PromptedCLIP",
+    "TEACHER_IGNORE_PREFIXES",
     "TOKEN_BUFFER_KEYS",
     "TRAINABLE_MARKERS",
     "VALID_MODALS",
     "VLPromptLearner",
+    "ZERO_SHOT_TEACHER",
     "build_clip_model",
+    "build_teacher",
     "check_input_size",
     "class_text_features",
     "clean_classname",
@@ -71,6 +87,7 @@ __all__ = [
     "ensemble_text_features",
     "freeze_by_name",
     "full_state_dict",
+    "infer_teacher_design",
     "init_text_context",
     "install_trained_state_checkpointing",
     "is_prompt_parameter",
@@ -86,6 +103,7 @@ __all__ = [
     "random_context",
     "register_prompt_token_buffers",
     "resolve_checkpoint_file",
+    "resolve_teacher_checkpoint",
     "state_keys",
     "trained_state_keys",
     "trainer_node",
