@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dassl.data.datasets import Datum
@@ -26,6 +26,7 @@ __all__ = [
     "SUBSAMPLE_CHOICES",
     "VAL_SOURCE_CHOICES",
     "DATASETS_DOC",
+    "base_new_labels",
     "subsample_classes",
     "finalize_dataset",
     "dataset_root",
@@ -50,6 +51,13 @@ VAL_SOURCE_CHOICES = ("test", "val")
 DATASETS_DOC = "DATASETS.md"
 
 
+def base_new_labels(labels: Iterable[int]) -> tuple[list[int], list[int]]:
+    """The base-to-novel class split: the distinct labels sorted, base = the first ``ceil(n / 2)``, new = the rest."""
+    ordered = sorted(set(labels))
+    m = math.ceil(len(ordered) / 2)
+    return ordered[:m], ordered[m:]
+
+
 def subsample_classes(*args: Sequence[Datum], subsample: str = "all") -> Any:
     """Keep the base or the new half of the classes and relabel them from 0 (datasets.md §5).
 
@@ -66,11 +74,10 @@ def subsample_classes(*args: Sequence[Datum], subsample: str = "all") -> Any:
         return args
     if not args:
         raise ValueError("subsample_classes needs at least one list (the first one defines the classes)")
-    labels = sorted({item.label for item in args[0]})
-    m = math.ceil(len(labels) / 2)
-    selected = labels[:m] if subsample == "base" else labels[m:]
+    base, new = base_new_labels({item.label for item in args[0]})
+    selected = base if subsample == "base" else new
     relabel = {y: i for i, y in enumerate(selected)}
-    logger.info("Subsample %s classes: %d of %d", subsample, len(selected), len(labels))
+    logger.info("Subsample %s classes: %d of %d", subsample, len(selected), len(base) + len(new))
     return [
         [
             Datum(impath=it.impath, label=relabel[it.label], domain=it.domain, classname=it.classname, check=False)

@@ -29,10 +29,8 @@ Model selection defaults to the last epoch (decision 4); upstream's selection on
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os.path as osp
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,25 +39,22 @@ from yacs.config import CfgNode as CN
 
 import clip
 from dassl.config import register_cfg_defaults
-from dassl.data.data_manager import build_data_loader
-from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
-from dassl.engine import distributed as ddp
-from dassl.engine.results_log import RESULTS_FILENAME, append_result_line, build_result_record
-from dassl.evaluation import build_evaluator
-from datasets.common import subsample_classes
 
 from .common import (
     VALID_MODALS,
     CLIPPromptTrainer,
     FrozenTeacher,
+    base_novel_subsets,
     build_teacher,
     check_input_size,
+    evaluate_class_subsets,
     freeze_by_name,
     ivlp_design,
     kl_logit_loss,
     load_clip_state_dict,
     log_trainable_parameters,
+    report_base_novel,
     resolve_teacher_checkpoint,
 )
 
@@ -121,7 +116,6 @@ class PromptKDStudent(nn.Module):
         self.num_classes = num_classes
         self.VPT_image_trans: StudentProjector | None = None
         self.register_buffer("text_features", None)
-        self.class_slice = slice(None)  # evaluation subset of classes (base2novel)
 
     @property
     def materialized(self) -> bool:
@@ -146,10 +140,9 @@ class PromptKDStudent(nn.Module):
         return F.normalize(self.VPT_image_trans(self.image_encoder(image)), dim=-1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Logits over the classes in ``class_slice`` (all in training)."""
+        """Logits over all classes ``[B, C]``."""
         features = self.encode_image(image)
-        classes = self.text_features[self.class_slice]
-        return self.logit_scale.exp() * features @ classes.t().to(features.dtype)
+        return self.logit_scale.exp() * features @ self.text_features.t().to(features.dtype)
 
 
 def default_teacher_checkpoint(cfg: CN) -> str:
@@ -191,33 +184,6 @@ class PromptKD(CLIPPromptTrainer):
             )
 
     # ------------------------------------------------------------------ data
-    def build_data_loader(self) -> None:
-        """Upstream's base2novel semantics (§4.5): val = base-class test images, test = novel-class test images.
-
-        Both are built from the reader's (all-class) test split with the shared ``subsample_classes``.
-        """
-        super().build_data_loader()
-        self.eval_lab2cname = {"all": self.lab2cname}
-        self._evaluators: dict = {}
-        if self.cfg.TRAINER.MODAL != "base2novel":
-            return
-        dataset = self.dm.dataset
-        tfm = build_transform(self.cfg, is_train=False)
-        loaders = {}
-        for classes in ("base", "new"):
-            _, test = subsample_classes(dataset.train_x, dataset.test, subsample=classes)
-            loaders[classes] = build_data_loader(
-                self.cfg,
-                sampler_type=self.cfg.DATALOADER.TEST.SAMPLER,
-                data_source=test,
-                batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE,
-                tfm=tfm,
-                is_train=False,
-            )
-            self.eval_lab2cname[classes] = {item.label: item.classname for item in test}
-        self.val_loader, self.test_loader = loaders["base"], loaders["new"]
-        self.num_base_classes = len(self.eval_lab2cname["base"])
-
     def parse_batch_train(self, batch: dict) -> torch.Tensor:
         return batch["img"].to(self.device)  # labels are never used
 
@@ -316,66 +282,19 @@ class PromptKD(CLIPPromptTrainer):
         return {"loss": loss.item()}
 
     # ------------------------------------------------------------------ evaluation
-    @contextlib.contextmanager
-    def _evaluate_classes(self, classes: str) -> Iterator[None]:
-        """Point the student, the evaluator and the results record at one class subset."""
-        student = self.prompt_model
-        m = getattr(self, "num_base_classes", None)
-        saved = (student.class_slice, self.evaluator, getattr(self, "_classes", None))
-        student.class_slice = {"all": slice(None), "base": slice(0, m), "new": slice(m, None)}[classes]
-        if classes not in self._evaluators:
-            self._evaluators[classes] = build_evaluator(self.cfg, lab2cname=self.eval_lab2cname[classes])
-        self.evaluator = self._evaluators[classes]
-        self._classes = classes
-        try:
-            yield
-        finally:
-            student.class_slice, self.evaluator, self._classes = saved
-
-    def record_results(self, split: str, results: dict, classes: str | None = None, phase: str | None = None) -> None:
-        super().record_results(split, results, classes=classes or getattr(self, "_classes", None), phase=phase)
-
     def test(self, split: str | None = None):
+        """``base2novel``: base and novel classes of the test split scored by logit columns, then the HM block.
+
+        ``split`` ``val`` (per-epoch selection, upstream): the base classes of the test split.
+        """
         if self.cfg.TRAINER.MODAL != "base2novel":
             return super().test(split)
         split = split or self.cfg.TEST.SPLIT
         if split == "train":
             raise ValueError("PromptKD base2novel evaluates the base/novel test images; split 'train' has no classes")
-        if split == "val":  # per-epoch selection data (base-class test images, upstream)
-            with self._evaluate_classes("base"):
-                return super().test("val")
-        accuracy = {}
-        novel_loader = self.test_loader
-        for classes, loader in (("base", self.val_loader), ("new", novel_loader)):
-            logger.info("PromptKD base2novel: %s classes", classes)
-            self.test_loader = loader
-            try:
-                with self._evaluate_classes(classes):
-                    accuracy[classes] = super().test("test")
-            finally:
-                self.test_loader = novel_loader
-        base, novel = accuracy["base"], accuracy["new"]
-        hm = 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
-        print("=> base-to-novel result")
-        print(f"* base_accuracy: {base:.1f}%")
-        print(f"* novel_accuracy: {novel:.1f}%")
-        print(f"* HM: {hm:.1f}%")
-        self._record_summary(base, novel, hm)
-        return novel
-
-    def _record_summary(self, base: float, novel: float, hm: float) -> None:
-        if not ddp.is_main_process():
-            return
-        phase = self._eval_phase
-        record = build_result_record(
-            self.cfg,
-            split="test",
-            classes="all",
-            phase=phase,
-            epoch=self._result_epoch(phase),
-            metrics={},
-            event="summary",
-        )
-        del record["metrics"]
-        record.update(base=float(base), novel=float(novel), hm=float(hm))
-        append_result_line(osp.join(self.output_dir, RESULTS_FILENAME), record)
+        subsets = base_novel_subsets(self.num_classes)
+        if split == "val":
+            return evaluate_class_subsets(self, {"base": subsets["base"]}, split="val")["base"]
+        accuracy = evaluate_class_subsets(self, subsets)
+        report_base_novel(self, accuracy["base"], accuracy["new"])
+        return accuracy["new"]

@@ -24,6 +24,9 @@ Contract (what other trainers may import from ``trainers.common``):
   ``FrozenTeacher`` (image tower, ``logit_scale``, class features ``W`` computed once, ``text_tower_runs``,
   ``logits(image)``), ``resolve_teacher_checkpoint(value, default, key)`` (file, run folder or ``none``),
   ``infer_teacher_design(state_dict)``.
+- Base-to-novel evaluation by logit columns: ``base_novel_subsets(C)``, ``evaluate_class_subsets(trainer,
+  subsets, split)`` (one pass over ``trainer.test_loader``, one result block + record per subset),
+  ``report_base_novel(trainer, base, novel)`` (HM block + ``summary`` record), ``ClassSubsetEvaluator``.
 - Losses: ``kl_logit_loss(student_logits, teacher_logits, temperature)``.
 - ``CLIPPromptTrainer`` (``TrainerX`` base: PREC check, batch parsing, model registration, ``load_model``) and
   ``resolve_checkpoint_file``; ``trainer_node(cfg)`` returns ``cfg.TRAINER.<NAME>``.
@@ -39,6 +42,7 @@ from .checkpoint import (
     state_keys,
     trained_state_keys,
 )
+from .class_subsets import ClassSubsetEvaluator, base_novel_subsets, evaluate_class_subsets, report_base_novel
 from .clip_loading import build_clip_model, check_input_size, load_clip_state_dict
 from .config import VALID_MODALS, trainer_node
 from .freezing import TRAINABLE_MARKERS, freeze_by_name, is_prompt_parameter, log_trainable_parameters
@@ -69,6 +73,7 @@ from .zero_shot import class_text_features, ensemble_text_features
 
 __all__ = [
     "CLIPPromptTrainer",
+    "ClassSubsetEvaluator",
     "FrozenTeacher",
     "MAX_PHRASE_INIT_CTX",
     "PromptedCLIP",
@@ -78,6 +83,7 @@ __all__ = [
     "VALID_MODALS",
     "VLPromptLearner",
     "ZERO_SHOT_TEACHER",
+    "base_novel_subsets",
     "build_clip_model",
     "build_teacher",
     "check_input_size",
@@ -85,6 +91,7 @@ __all__ = [
     "clean_classname",
     "count_phrase_tokens",
     "ensemble_text_features",
+    "evaluate_class_subsets",
     "freeze_by_name",
     "full_state_dict",
     "infer_teacher_design",
@@ -102,6 +109,7 @@ __all__ = [
     "prompt_texts",
     "random_context",
     "register_prompt_token_buffers",
+    "report_base_novel",
     "resolve_checkpoint_file",
     "resolve_teacher_checkpoint",
     "state_keys",
