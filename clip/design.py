@@ -14,6 +14,19 @@ from typing import Any
 
 VARIANTS = ("none", "ivlp", "maple")
 
+# Name parts that mark prompt parameters: the prompt learner's tensors (`prompt_learner.*`) and the deep prompts
+# the encoders own (`VPT`, `VPT_shallow`; PromptKD's projector `VPT_image_trans` follows the same naming).
+PROMPT_KEY_MARKERS = ("prompt_learner", "VPT")
+
+
+def is_prompt_key(key: str) -> bool:
+    """Whether a parameter / state-dict key belongs to a prompt (trained) rather than to CLIP's own weights.
+
+    The official repositories freeze and checkpoint by this name rule; CLIP's own keys never contain a marker.
+    """
+    return any(marker in key for marker in PROMPT_KEY_MARKERS)
+
+
 # upstream `design_details["trainer"]` -> our variant (methods.md §2.1)
 _UPSTREAM_TRAINERS = {"IVLP": "ivlp", "VPT": "ivlp", "MaPLe": "maple", "CoOp": "none", "CoCoOp": "none"}
 

@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from .design import PromptDesign
+from .design import PromptDesign, is_prompt_key
 from .download import download, sha256_file
 from .model import CLIP, ModifiedResNet, VisionTransformer, heads_for_width
 
@@ -282,11 +282,6 @@ def infer_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     return arch
 
 
-def _is_prompt_key(key: str) -> bool:
-    leaf = key.rsplit(".", 1)[-1]
-    return leaf in ("VPT", "VPT_shallow")
-
-
 def _materialize(factory: Callable[[], nn.Module], state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """Build the module on the meta device, then fill it from `state` (fp32 copies) with strict key checks.
 
@@ -298,9 +293,9 @@ def _materialize(factory: Callable[[], nn.Module], state: Mapping[str, torch.Ten
     expected = module.state_dict(keep_vars=True)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    bad_missing = [k for k in missing if not _is_prompt_key(k)]
+    bad_missing = [k for k in missing if not is_prompt_key(k)]
     if bad_missing or unexpected:
-        prompt_extra = [k for k in unexpected if _is_prompt_key(k)]
+        prompt_extra = [k for k in unexpected if is_prompt_key(k)]
         hint = (
             " The checkpoint holds prompt parameters the design does not create; build with the design they "
             "were trained with (depth = number of VPT_shallow blocks + 1)."

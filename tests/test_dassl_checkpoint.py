@@ -138,6 +138,19 @@ def test_resume_without_pointer_uses_latest_epoch_file(tmp_path):
     assert resume_from_checkpoint(str(tmp_path), _tiny_model(seed=5)) == 10
 
 
+def test_resume_from_checkpoint_follows_the_engine_rule_not_an_official_best_pointer(tmp_path):
+    """An official folder whose pointer names the best copy (epoch 2) still resumes from the last epoch (5)."""
+    model = _tiny_model()
+    for epoch in (2, 5):
+        save_checkpoint({"state_dict": model.state_dict(), "epoch": epoch}, str(tmp_path))
+    save_checkpoint({"state_dict": model.state_dict(), "epoch": 2}, str(tmp_path), model_name="model-best.pth.tar")
+    (tmp_path / "checkpoint").write_text("model-best.pth.tar\n")
+    assert resume_from_checkpoint(str(tmp_path), _tiny_model(seed=5)) == 5
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
+        resume_from_checkpoint(str(tmp_path / "empty"), _tiny_model())
+
+
 # --------------------------------------------------------------------------------------------- upstream files
 def _upstream_warmup_state(sched):
     """What upstream's warmup wrapper returns from state_dict(): its __dict__ with the inner scheduler OBJECT."""

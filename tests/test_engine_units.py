@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from dassl.engine import TrainerBase
-from dassl.engine.checkpointing import find_resume_file
 from dassl.engine.results_log import append_result_line, build_result_record, normalize_metrics
 from dassl.engine.rng_state import capture_rng_state, restore_rng_state
+from dassl.utils.checkpoint_files import find_resume_file
 
 
 def _draws() -> tuple:

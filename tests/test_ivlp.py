@@ -6,7 +6,7 @@ import torch
 
 from clip.model import CLIP
 from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
-from trainers.common import PromptedCLIP, freeze_by_name, full_state_dict, ivlp_design
+from trainers.common import PromptedCLIP, freeze_by_name, ivlp_design
 
 CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
 PROMPT_KEYS = {
@@ -49,7 +49,7 @@ def test_full_upstream_style_checkpoint_loads(trainer_env, tmp_path):  # noqa: F
         for param in model.parameters():
             if param.requires_grad:
                 param.add_(torch.randn_like(param))  # perturbed: equal after reload proves the load
-    full = {k: v.half() if v.is_floating_point() else v for k, v in full_state_dict(model).items()}
+    full = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     assert "image_encoder.conv1.weight" in full and "text_encoder.positional_embedding" in full  # frozen keys too
     full["prompt_learner.token_prefix"] = model.prompt_learner.token_prefix.half()
     full["prompt_learner.token_suffix"] = model.prompt_learner.token_suffix.half()

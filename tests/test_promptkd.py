@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import clip
 from clip.model import CLIP
 from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
-from trainers.common import freeze_by_name, full_state_dict, ivlp_design, load_clip_state_dict, prompt_texts
+from trainers.common import freeze_by_name, ivlp_design, load_clip_state_dict, prompt_texts
 from trainers.promptkd import PromptKDStudent
 
 CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
@@ -115,7 +115,7 @@ def test_eval_only_needs_no_teacher(trainer_env, distilled, tmp_path, monkeypatc
 def _official_teacher_file(teacher_run, path, drop=()):
     """A teacher checkpoint as upstream writes it: full PromptSRC state (fp16), token buffers, ZS encoder."""
     model = teacher_run["model"]
-    state = {k: v for k, v in full_state_dict(model).items() if not k.startswith("gpa.")}
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("gpa.")}
     state["prompt_learner.token_prefix"] = model.prompt_learner.token_prefix  # 3 training classes, not 5
     state["prompt_learner.token_suffix"] = model.prompt_learner.token_suffix
     assert any(k.startswith("prompt_learner.ZS_image_encoder.") for k in state)
@@ -271,7 +271,7 @@ def test_trainable_parameter_count_at_real_size():
 
 def test_upstream_student_file_uses_the_teachers_features(trainer_env, teacher_run, distilled, tmp_path):  # noqa: F811
     """Upstream student checkpoints hold the whole student (frozen backbone too) but no text features."""
-    state = full_state_dict(distilled["trainer"].model)
+    state = distilled["trainer"].model.state_dict()
     assert "image_encoder.conv1.weight" in state and "logit_scale" in state
     del state["text_features"]
     (tmp_path / "up" / "VLPromptLearner").mkdir(parents=True)

@@ -16,6 +16,7 @@ from torch import nn
 
 import clip
 import train
+from dassl.utils.trained_state import load_trained_state_dict, trained_state_dict
 from tests.helpers.dataset_fixtures import make_caltech101
 from tests.helpers.tiny_clip import save_tiny_clip, tiny_clip_state_dict
 from trainers.common import (
@@ -23,7 +24,6 @@ from trainers.common import (
     VLPromptLearner,
     freeze_by_name,
     init_text_context,
-    install_trained_state_checkpointing,
     ivlp_design,
     kl_logit_loss,
     load_trained_state,
@@ -175,9 +175,9 @@ def _perturbed(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def test_state_dict_holds_only_trained_state_and_strict_reload_works():
-    model = install_trained_state_checkpointing(_perturbed(_Toy(), 0))
-    state = model.state_dict()
+def test_trained_state_dict_holds_only_trained_state_and_reloads_strictly():
+    model = _perturbed(_Toy(), 0)
+    state = trained_state_dict(model)
     assert set(state) == {
         "VPT",
         "bn.running_mean",
@@ -186,20 +186,23 @@ def test_state_dict_holds_only_trained_state_and_strict_reload_works():
         "text_features",
     }  # fmt: skip  (bn.weight/bias are frozen by the name rule; its statistics are buffers and kept)
     assert trained_state_keys(model) == set(state)
-    other = install_trained_state_checkpointing(_perturbed(_Toy(), 1))
+    assert set(model.state_dict()) == set(state) | {"backbone.weight", "backbone.bias", "bn.weight", "bn.bias"}
+    other = _perturbed(_Toy(), 1)
     backbone_before = other.backbone.weight.clone()
-    other.load_state_dict(state)  # strict: missing frozen keys are allowed by name
+    load_trained_state_dict(other, state)  # strict: missing frozen keys are allowed by name
     torch.testing.assert_close(other.VPT, model.VPT)
     torch.testing.assert_close(other.text_features, model.text_features)
     torch.testing.assert_close(other.backbone.weight, backbone_before)  # frozen weights untouched
+    with pytest.raises(RuntimeError, match="unexpected keys.*surprise"):
+        load_trained_state_dict(other, {**state, "surprise": torch.zeros(1)})
     del state["VPT"]
     with pytest.raises(RuntimeError, match="VPT"):
-        other.load_state_dict(state)
+        load_trained_state_dict(other, state)
 
 
 def test_load_trained_state_accepts_full_upstream_files_and_names_problems():
     source = _perturbed(_Toy(), 0)
-    full = {k: v.clone() for k, v in source.state_dict().items()}  # no hooks installed: unfiltered, like upstream
+    full = {k: v.clone() for k, v in source.state_dict().items()}  # the whole model, like the official files
     full["prompt_learner.token_prefix"] = torch.zeros(4, 1, 3)
     full["module.prompt_learner.ZS_image_encoder.w"] = torch.zeros(1)
     target = _perturbed(_Toy(), 1)
@@ -219,12 +222,14 @@ def test_load_trained_state_accepts_full_upstream_files_and_names_problems():
                            ignore_prefixes=("prompt_learner.ZS_image_encoder.",))  # fmt: skip
 
 
-def test_resolve_checkpoint_file_prefers_best_then_pointer_then_latest(tmp_path):
+def test_resolve_checkpoint_file_prefers_epoch_then_best_then_the_resume_choice(tmp_path):
+    (tmp_path / "custom.pth").write_bytes(b"x")
+    (tmp_path / "checkpoint").write_text("custom.pth\n")
+    assert resolve_checkpoint_file(str(tmp_path)) == os.path.join(tmp_path, "custom.pth")  # pointer: no epoch file
     for name in ("model.pth.tar-2", "model.pth.tar-10"):
         (tmp_path / name).write_bytes(b"x")
-    assert resolve_checkpoint_file(str(tmp_path)) == os.path.join(tmp_path, "model.pth.tar-10")
     (tmp_path / "checkpoint").write_text("model.pth.tar-2\n")
-    assert resolve_checkpoint_file(str(tmp_path)) == os.path.join(tmp_path, "model.pth.tar-2")
+    assert resolve_checkpoint_file(str(tmp_path)) == os.path.join(tmp_path, "model.pth.tar-10")  # latest epoch
     (tmp_path / "model-best.pth.tar").write_bytes(b"x")
     assert resolve_checkpoint_file(str(tmp_path)).endswith("model-best.pth.tar")
     assert resolve_checkpoint_file(str(tmp_path), epoch=10).endswith("model.pth.tar-10")

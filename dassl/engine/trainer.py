@@ -37,19 +37,15 @@ from dassl.utils import (
     AverageMeter,
     MetricMeter,
     count_num_param,
-    load_checkpoint,
     load_pretrained_weights,
     mkdir_if_missing,
-    save_checkpoint,
     tolist_if_not,
 )
-from dassl.utils.torchtools import restore_checkpoint_file
 
 from . import distributed as ddp
-from .checkpointing import find_resume_file
+from .checkpointing import CheckpointingMixin
 from .precision import Precision, resolve_precision
 from .results_log import RESULTS_FILENAME, append_result_line, build_result_record
-from .rng_state import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +60,7 @@ def _progress_disabled() -> bool:
         return True
 
 
-class TrainerBase:
+class TrainerBase(CheckpointingMixin):
     """Model/optimizer/scheduler bookkeeping and the epoch loop; knows nothing about configs."""
 
     precision: Precision | None = None
@@ -74,12 +70,25 @@ class TrainerBase:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
         self._optims: OrderedDict[str, Any] = OrderedDict()
         self._scheds: OrderedDict[str, Any] = OrderedDict()
+        self._trained_state_only: set[str] = set()
         self._writer = None
         self._grad_sync_modules: list[nn.Module] = []
 
     # ---------------------------------------------------------------- registry of trainable parts
-    def register_model(self, name: str = "model", model: nn.Module | None = None, optim=None, sched=None) -> None:
-        """Register the *unwrapped* module with its optimizer/scheduler (either may be None)."""
+    def register_model(
+        self,
+        name: str = "model",
+        model: nn.Module | None = None,
+        optim=None,
+        sched=None,
+        *,
+        trained_state_only: bool = False,
+    ) -> None:
+        """Register the *unwrapped* module with its optimizer/scheduler (either may be None).
+
+        ``trained_state_only``: its checkpoints hold only trainable parameters and persistent buffers (a frozen
+        backbone is rebuilt from its own weights file, not saved every epoch).
+        """
         if self.__dict__.get("_models") is None:
             raise AttributeError("Cannot assign model before super().__init__() call")
         if self.__dict__.get("_optims") is None:
@@ -90,6 +99,8 @@ class TrainerBase:
         self._models[name] = model
         self._optims[name] = optim
         self._scheds[name] = sched
+        if trained_state_only:
+            self._trained_state_only.add(name)
 
     def get_model_names(self, names: str | list[str] | None = None) -> list[str]:
         names_real = list(self._models.keys())
@@ -99,94 +110,6 @@ class TrainerBase:
         for name in names:
             assert name in names_real, f"Model name {name!r} is not registered; registered: {names_real}"
         return names
-
-    # ---------------------------------------------------------------- checkpoints
-    def _checkpoint_extras(self) -> dict[str, Any]:
-        """Keys added to every checkpoint beyond upstream's five (resume needs them)."""
-        best = getattr(self, "best_result", None)
-        return {
-            "best_result": None if best is None or not math.isfinite(best) else float(best),
-            "best_epoch": getattr(self, "best_epoch", None),
-            "rng_state": capture_rng_state(),
-        }
-
-    def save_model(
-        self, epoch: int, directory: str, is_best: bool = False, val_result: float | None = None, model_name: str = ""
-    ) -> None:
-        """Save every registered model to ``directory/<name>/`` (rank 0 only; other ranks wait)."""
-        if ddp.is_main_process():
-            extras = self._checkpoint_extras()
-            for name in self.get_model_names():
-                optim = self._optims[name]
-                sched = self._scheds[name]
-                state = {
-                    "state_dict": self._models[name].state_dict(),
-                    "epoch": epoch + 1,
-                    "optimizer": optim.state_dict() if optim is not None else None,
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "val_result": val_result,
-                    **extras,
-                }
-                save_checkpoint(state, osp.join(directory, name), is_best=is_best, model_name=model_name)
-        if ddp.is_distributed():
-            torch.distributed.barrier()
-
-    def resume_model_if_exist(self, directory: str) -> int:
-        """Auto-resume from ``directory`` if every registered model has a checkpoint; return the start epoch."""
-        names = self.get_model_names()
-        chosen = {}
-        for name in names:
-            fpath, reason = find_resume_file(osp.join(directory, name))
-            if fpath is None:
-                print("No checkpoint found, train from scratch")
-                logger.info("Not resuming: %s", reason)
-                return 0
-            chosen[name] = (fpath, reason)
-
-        print(f"Found checkpoint at {directory} (will resume training)")
-        logger.info(
-            "Auto-resume: training continues from the checkpoints in %s (use a new OUTPUT_DIR to start over)",
-            directory,
-        )
-        start_epoch = 0
-        checkpoint: dict[str, Any] = {}
-        for name in names:
-            fpath, reason = chosen[name]
-            logger.info("Resuming %s from %s (%s)", name, fpath, reason)
-            checkpoint = restore_checkpoint_file(fpath, self._models[name], self._optims[name], self._scheds[name])
-            start_epoch = checkpoint["epoch"]
-
-        best = checkpoint.get("best_result")
-        if best is not None:
-            self.best_result = float(best)
-            self.best_epoch = checkpoint.get("best_epoch")
-        if checkpoint.get("rng_state") is not None:
-            restore_rng_state(checkpoint["rng_state"])
-            logger.info("Restored the RNG states saved at epoch %d", start_epoch)
-        else:
-            logger.warning("Checkpoint has no RNG state (upstream file?): the resumed run will not be bitwise equal")
-        return start_epoch
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load ``model-best.pth.tar`` (or ``model.pth.tar-{epoch}``) into every registered model (strict)."""
-        if not directory:
-            print(
-                "Note that load_model() is skipped as no pretrained model is given "
-                "(ignore this if it's done on purpose)"
-            )
-            return
-        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        for name in self.get_model_names():
-            model_path = osp.join(directory, name, model_file)
-            if not osp.exists(model_path):
-                raise FileNotFoundError(f"No model at {model_path}")
-            checkpoint = load_checkpoint(model_path)
-            loaded_epoch = checkpoint.get("epoch")
-            val_result = checkpoint.get("val_result")
-            shown = "n/a" if val_result is None else f"{val_result:.1f}"
-            print(f"Load {model_path} to {name} (epoch={loaded_epoch}, val_result={shown})")
-            self._models[name].load_state_dict(checkpoint["state_dict"])
-            self.loaded_epoch = loaded_epoch
 
     # ---------------------------------------------------------------- modes, lr, anomaly, tensorboard
     def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:

@@ -1,18 +1,17 @@
-"""Checkpoint and weight helpers (spec dassl-api.md section 7.5; decision 5; weaknesses #3, #5, #17).
+"""Checkpoint and weight helpers with upstream Dassl's names and file layout.
 
-File layout kept from upstream: ``{save_dir}/model.pth.tar-{epoch}``, ``{save_dir}/model-best.pth.tar`` and the
-text file ``{save_dir}/checkpoint`` naming the latest epoch file (upstream pointed it at the best copy when the
-best model was saved through ``model_name``, so an interrupted run resumed from the wrong epoch).
+Which file of a model folder is loaded is decided in :mod:`dassl.utils.checkpoint_files`; here files are
+written (atomically) and read (without executing pickled code). Where and why this differs from upstream is
+listed in ``docs/upstream.md``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -20,6 +19,13 @@ import torch.nn as nn
 
 from ._safe_unpickle import restricted_torch_load
 from .atomic import atomic_copy_file, atomic_torch_save, atomic_write_text
+from .checkpoint_files import (
+    BEST_FILE,
+    POINTER_FILE,
+    epoch_file_name,
+    find_resume_file,
+    strip_module_prefix,
+)
 from .tools import mkdir_if_missing
 
 __all__ = [
@@ -35,14 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-POINTER_FILE = "checkpoint"
-BEST_FILE = "model-best.pth.tar"
-_EPOCH_FILE_RE = re.compile(r"^model\.pth\.tar-(\d+)$")
-
-
-def _strip_module_prefix(state_dict: dict[str, Any]) -> OrderedDict:
-    return OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in state_dict.items())
-
 
 def save_checkpoint(
     state: dict[str, Any],
@@ -54,15 +52,15 @@ def save_checkpoint(
     """Save ``state`` (keys ``state_dict``, ``epoch``, ``optimizer``, ``scheduler``, ``val_result``) atomically.
 
     The file is ``model_name`` or ``model.pth.tar-{epoch}``. The ``checkpoint`` pointer is rewritten only for
-    epoch files (not for a ``model_name`` such as ``model-best.pth.tar``), so resume always continues from the
-    latest epoch (weakness #5). ``is_best`` also writes ``model-best.pth.tar``. Returns the saved path.
+    epoch files (not for a ``model_name`` such as ``model-best.pth.tar``), so it always names the latest epoch
+    (upstream pointed it at the best copy too). ``is_best`` also writes ``model-best.pth.tar``. Returns the path.
     """
     mkdir_if_missing(save_dir)
     if remove_module_from_keys and "state_dict" in state:
         state = dict(state)
-        state["state_dict"] = _strip_module_prefix(state["state_dict"])
+        state["state_dict"] = OrderedDict((strip_module_prefix(k), v) for k, v in state["state_dict"].items())
 
-    fname = model_name or f"model.pth.tar-{state['epoch']}"
+    fname = model_name or epoch_file_name(state["epoch"])
     fpath = os.path.join(save_dir, fname)
     atomic_torch_save(state, fpath)
     print(f"Checkpoint saved to {fpath}")
@@ -79,7 +77,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(fpath: str | os.PathLike | None, map_location: str | torch.device = "cpu") -> Any:
-    """Load a checkpoint without executing pickled code (decision 5).
+    """Load a checkpoint without executing pickled code (a checkpoint from the internet must not run code).
 
     ``torch.load(weights_only=True)`` first. Files that pickle other objects (every upstream Dassl checkpoint
     stores scheduler objects) are then read by a restricted unpickler that rebuilds tensors and plain
@@ -140,40 +138,21 @@ def _to_device(obj: Any, device: str | torch.device) -> Any:
     return obj
 
 
-def read_pointer(fdir: str) -> str | None:
-    """The file name stored in ``fdir/checkpoint`` (None when the pointer file is missing or empty)."""
-    pointer = os.path.join(fdir, POINTER_FILE)
-    if not os.path.isfile(pointer):
-        return None
-    with open(pointer, encoding="utf-8") as f:
-        name = f.readline().strip()
-    return name or None
-
-
-def latest_epoch_file(fdir: str) -> str | None:
-    """Name of the highest ``model.pth.tar-N`` in ``fdir`` (None when there is none)."""
-    epochs = []
-    for name in os.listdir(fdir):
-        match = _EPOCH_FILE_RE.match(name)
-        if match:
-            epochs.append((int(match.group(1)), name))
-    return max(epochs)[1] if epochs else None
-
-
 def resume_from_checkpoint(
     fdir: str,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
 ) -> int:
-    """Restore model/optimizer/scheduler from the file named in ``fdir/checkpoint``; return its ``epoch``.
+    """Restore model/optimizer/scheduler from the file resume picks in ``fdir``; return its ``epoch``.
 
-    A missing pointer falls back to the highest ``model.pth.tar-N`` (weakness #6).
+    The file is chosen by :func:`dassl.utils.checkpoint_files.find_resume_file` (latest ``model.pth.tar-N``
+    first), the rule the engine's auto-resume uses too.
     """
-    fname = read_pointer(fdir) or latest_epoch_file(fdir)
-    if fname is None:
-        raise FileNotFoundError(f'No checkpoint pointer or model.pth.tar-N file in "{fdir}"')
-    return restore_checkpoint_file(os.path.join(fdir, fname), model, optimizer, scheduler)["epoch"]
+    fpath, reason = find_resume_file(fdir)
+    if fpath is None:
+        raise FileNotFoundError(f'Nothing to resume from in "{fdir}": {reason}')
+    return restore_checkpoint_file(fpath, model, optimizer, scheduler)["epoch"]
 
 
 def restore_checkpoint_file(
@@ -181,15 +160,21 @@ def restore_checkpoint_file(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
+    load_state: Callable[[nn.Module, Mapping[str, torch.Tensor]], Any] | None = None,
 ) -> dict[str, Any]:
-    """Load the checkpoint ``fpath`` into ``model`` (strict) and, where both exist, ``optimizer``/``scheduler``.
+    """Load the checkpoint ``fpath`` into ``model`` and, where both exist, ``optimizer``/``scheduler``.
 
+    ``load_state(model, state_dict)`` puts the weights in (default: strict ``model.load_state_dict``; the engine
+    passes :func:`dassl.utils.trained_state.load_trained_state_dict` for models saved as trained state).
     Prints upstream's console lines ("Loading checkpoint from ...", "Loaded model weights", ..., "Previous epoch:
     N"). Returns the whole checkpoint, so the trainer can also restore what it keeps there (best result, RNG).
     """
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
+    if load_state is None:
+        model.load_state_dict(checkpoint["state_dict"])
+    else:
+        load_state(model, checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -253,7 +238,8 @@ def open_specified_layers(model: nn.Module, open_layers: str | list[str]) -> Non
 def count_num_param(model: nn.Module | None = None, params: Iterable | None = None) -> int:
     """Number of parameter elements (trainable or not) of ``model`` or of ``params``.
 
-    ``params`` may hold tensors or optimizer-style groups ``{"params": [...]}`` (weakness #17).
+    ``params`` may hold tensors or optimizer-style groups ``{"params": [...]}`` (upstream's
+    version counted only plain tensors).
     """
     if model is not None:
         return sum(p.numel() for p in model.parameters())
@@ -284,8 +270,7 @@ def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
     new_state_dict = OrderedDict()
     matched, discarded = [], []
     for k, v in state_dict.items():
-        if k.startswith("module."):
-            k = k[7:]
+        k = strip_module_prefix(k)
         if k in model_dict and isinstance(v, torch.Tensor) and model_dict[k].size() == v.size():
             new_state_dict[k] = v
             matched.append(k)

@@ -1,8 +1,9 @@
-"""The name-based freezing rule of the prompt-learning trainers (methods.md §3.0).
+"""The name-based freezing rule of the prompt-learning trainers (the official repositories' rule).
 
-A parameter is trained iff its name contains ``prompt_learner`` or ``VPT`` (so deep prompts ``VPT`` /
-``VPT_shallow`` and PromptKD's projector ``VPT_image_trans`` train), unless it also contains one of the
-``frozen_markers`` (PromptSRC/PromptKD: ``ZS_image_encoder``). Everything else (the CLIP backbone) is frozen.
+A parameter is trained iff :func:`clip.design.is_prompt_key` holds for its name (it contains ``prompt_learner``
+or ``VPT``: deep prompts ``VPT`` / ``VPT_shallow`` and PromptKD's projector ``VPT_image_trans`` train), unless it
+also contains one of the ``frozen_markers`` (PromptSRC/PromptKD: ``ZS_image_encoder``). Everything else (the CLIP
+backbone) is frozen.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from collections.abc import Iterable
 
 from torch import nn
 
-__all__ = ["TRAINABLE_MARKERS", "freeze_by_name", "is_prompt_parameter", "log_trainable_parameters"]
+from clip.design import PROMPT_KEY_MARKERS, is_prompt_key
+
+__all__ = ["freeze_by_name", "is_prompt_parameter", "log_trainable_parameters"]
 
 logger = logging.getLogger(__name__)
 
-TRAINABLE_MARKERS = ("prompt_learner", "VPT")
-
 
 def is_prompt_parameter(name: str, frozen_markers: Iterable[str] = ()) -> bool:
-    """Whether parameter ``name`` is trainable under the upstream rule."""
+    """Whether parameter ``name`` is trainable: a prompt key outside every ``frozen_markers`` part."""
     if any(marker in name for marker in frozen_markers):
         return False
-    return any(marker in name for marker in TRAINABLE_MARKERS)
+    return is_prompt_key(name)
 
 
 def freeze_by_name(model: nn.Module, frozen_markers: Iterable[str] = ()) -> list[str]:
@@ -37,7 +38,7 @@ def freeze_by_name(model: nn.Module, frozen_markers: Iterable[str] = ()) -> list
             enabled.append(name)
     if not enabled:
         raise RuntimeError(
-            f"No trainable parameter in {type(model).__name__}: no name contains {TRAINABLE_MARKERS} "
+            f"No trainable parameter in {type(model).__name__}: no name contains {PROMPT_KEY_MARKERS} "
             "(check the prompt depths / N_CTX settings)."
         )
     return enabled

@@ -22,13 +22,13 @@ from yacs.config import CfgNode
 
 import clip
 from dassl.utils import load_checkpoint
+from dassl.utils.checkpoint_files import resolve_checkpoint_file, strip_module_prefix
 
 from .checkpoint import load_trained_state
 from .clip_loading import check_input_size, load_clip_state_dict
 from .freezing import is_prompt_parameter
 from .prompt_text import prompt_template
 from .prompted_clip import PromptedCLIP, ivlp_design
-from .trainer import resolve_checkpoint_file
 from .zero_shot import ensemble_text_features
 
 __all__ = [
@@ -122,7 +122,7 @@ def infer_teacher_design(
     Depth = 1 + the highest block index carrying ``VPT_shallow``; a gap below it is reported by the loader as
     a missing key (never filled with random prompts).
     """
-    entries = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    entries = {strip_module_prefix(key): value for key, value in state_dict.items()}
     keys = set(entries)
     if "prompt_learner.ctx" not in keys:
         raise KeyError(

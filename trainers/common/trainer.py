@@ -1,71 +1,44 @@
-"""``CLIPPromptTrainer``: what IVLP, PromptSRC and PromptKD trainers share (methods.md §3.0).
+"""``CLIPPromptTrainer``: what the CLIP prompt-learning trainers (CoOp, CoCoOp, IVLP, MaPLe, PromptSRC, PromptKD)
+share.
 
-- ``check_cfg``: ``TRAINER.<NAME>.PREC`` must be one of the engine's precisions (decision 11).
+- ``check_cfg``: ``TRAINER.<NAME>.PREC`` must be one of the engine's precisions.
 - ``parse_batch_train`` / ``parse_batch_test``: ``(image, label)`` on the trainer's device.
 - ``forward_backward``: the supervised cross-entropy step of CoOp, CoCoOp, IVLP and MaPLe (PromptSRC and
   PromptKD override it); ``REPORT_ACCURACY`` adds the batch accuracy.
-- ``register_prompt_model``: freezing already done by the caller; moves the model to the device, makes
-  ``state_dict()`` hold only trained state (decision 9), builds SGD + scheduler over the model's parameters and
-  registers it under ``MODEL_NAME`` (``VLPromptLearner`` for all three, as upstream; CoOp/CoCoOp register only
-  their prompt learner, MaPLe uses ``MultiModalPromptLearner``).
-- ``load_model(directory, epoch=None)``: upstream file names (``model-best.pth.tar`` / ``model.pth.tar-N``)
-  loaded through :func:`load_trained_state` (token buffers dropped, frozen keys ignored by name, everything
-  else must match). Without ``epoch`` and without a best file (our default ``TEST.FINAL_MODEL last_step``
-  writes none) the file named by the ``checkpoint`` pointer is used.
+- ``register_prompt_model``: freezing already done by the caller; moves the model to the device, builds SGD +
+  scheduler over the model's parameters and registers it under ``MODEL_NAME`` with ``trained_state_only`` (its
+  checkpoints hold the prompts, not the frozen CLIP). ``VLPromptLearner`` for IVLP, PromptSRC and PromptKD, as
+  upstream; CoOp/CoCoOp register only their prompt learner, MaPLe uses ``MultiModalPromptLearner``.
+- ``load_model`` is the engine's (same file rule, same console line); :meth:`load_model_state` reads our files and
+  the official full ones through :func:`load_trained_state` (token buffers dropped, frozen keys ignored by name,
+  everything else must match).
 """
 
 from __future__ import annotations
 
 import logging
-import os.path as osp
+from collections.abc import Mapping
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode
 
 from dassl.engine import TrainerX
+from dassl.engine.checkpointing import state_dict_of
 from dassl.engine.precision import VALID_PRECISIONS
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
-from dassl.utils.torchtools import BEST_FILE, latest_epoch_file, read_pointer
+from dassl.utils.checkpoint_files import resolve_checkpoint_file
+from dassl.utils.trained_state import trained_state_keys
 
-from .checkpoint import (
-    TOKEN_BUFFER_KEYS,
-    install_trained_state_checkpointing,
-    load_trained_state,
-    trained_state_keys,
-)
+from .checkpoint import TOKEN_BUFFER_KEYS, load_trained_state
 from .config import trainer_node
 
 __all__ = ["CLIPPromptTrainer", "resolve_checkpoint_file"]
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_checkpoint_file(folder: str, epoch: int | None = None) -> str:
-    """Path of the checkpoint to load from a model folder (``OUTPUT_DIR/<model name>``).
-
-    ``epoch`` given: ``model.pth.tar-<epoch>``. Otherwise ``model-best.pth.tar`` if present, else the file named
-    in the ``checkpoint`` pointer, else the highest ``model.pth.tar-N``.
-    """
-    if epoch is not None:
-        path = osp.join(folder, f"model.pth.tar-{epoch}")
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'Model not found at "{path}" (--load-epoch {epoch})')
-        return path
-    best = osp.join(folder, BEST_FILE)
-    if osp.isfile(best):
-        return best
-    name = read_pointer(folder) if osp.isdir(folder) else None
-    if name and osp.isfile(osp.join(folder, name)):
-        return osp.join(folder, name)
-    latest = latest_epoch_file(folder) if osp.isdir(folder) else None
-    if latest:
-        return osp.join(folder, latest)
-    raise FileNotFoundError(
-        f'Model not found at "{best}": no {BEST_FILE}, no "checkpoint" pointer and no model.pth.tar-N in {folder}'
-    )
 
 
 class CLIPPromptTrainer(TrainerX):
@@ -101,7 +74,7 @@ class CLIPPromptTrainer(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
-        """One supervised step (CoOp, CoCoOp, IVLP, MaPLe; methods.md §3.0): cross-entropy of the logits on the
+        """One supervised step (CoOp, CoCoOp, IVLP, MaPLe): cross-entropy of the logits on the
         labels, backward and update; the lr scheduler steps after the epoch's last batch (upstream's rule).
         ``REPORT_ACCURACY`` adds the batch accuracy to the summary (CoOp's log line)."""
         image, label = self.parse_batch_train(batch)
@@ -117,38 +90,34 @@ class CLIPPromptTrainer(TrainerX):
         return summary
 
     def register_prompt_model(self, model: nn.Module, registered: nn.Module | None = None) -> None:
-        """Load ``MODEL.INIT_WEIGHTS`` if set, move to device, restrict checkpoints to trained state, build
-        optimizer/scheduler, register.
+        """Load ``MODEL.INIT_WEIGHTS`` if set, move to device, build optimizer/scheduler, register with
+        trained-state checkpoints.
 
         ``registered`` (default ``model``) is the part that is optimised, checkpointed and registered under
         ``MODEL_NAME`` (CoOp/CoCoOp: the prompt learner alone); ``self.model`` is always the whole ``model``.
         """
         registered = model if registered is None else registered
-        install_trained_state_checkpointing(registered)
         if self.cfg.MODEL.INIT_WEIGHTS:
             self._load_file_into(registered, self.cfg.MODEL.INIT_WEIGHTS)
         model.to(self.device)
         self.model = model
         self.optim = build_optimizer(registered, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
-        self.register_model(self.MODEL_NAME, registered, self.optim, self.sched)
+        self.register_model(self.MODEL_NAME, registered, self.optim, self.sched, trained_state_only=True)
 
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        if not directory:
-            logger.info("Note that load_model() is skipped as no pretrained model is given")
-            return
-        for name in self.get_model_names():
-            path = resolve_checkpoint_file(osp.join(directory, name), epoch)
-            checkpoint = self._load_file_into(self._models[name], path)
-            self.loaded_epoch = checkpoint.get("epoch")
+    def load_model_state(self, name: str, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        """Our trained-state files and the official full files, with exact key accounting."""
+        self._load_state_into(self._models[name], state_dict, source)
 
-    def _load_file_into(self, model: nn.Module, path: str) -> dict:
-        """Load a checkpoint file (ours or upstream's) into ``model``; returns the checkpoint dict."""
+    def _load_file_into(self, model: nn.Module, path: str) -> None:
+        """Load ``MODEL.INIT_WEIGHTS`` (a file of ours or of the official code) into ``model``."""
         checkpoint = load_checkpoint(path)
-        state_dict = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
         logger.info(
             'Loading weights to %s from "%s" (epoch = %s)', self.MODEL_NAME, path, checkpoint.get("epoch", "n/a")
         )
+        self._load_state_into(model, state_dict_of(checkpoint), path)
+
+    def _load_state_into(self, model: nn.Module, state_dict: Mapping[str, torch.Tensor], path: str) -> None:
         self.prepare_loaded_state(model, state_dict)
         expected = {key for key in trained_state_keys(model) if not key.startswith(self.IGNORE_PREFIXES)}
         load_trained_state(
@@ -159,7 +128,6 @@ class CLIPPromptTrainer(TrainerX):
             ignore_prefixes=self.IGNORE_PREFIXES,
             source=path,
         )
-        return checkpoint
 
     def expected_load_keys(self, expected: set[str], state_dict: dict) -> set[str]:
         """Hook: the keys a file must provide (default: every trained tensor outside ``IGNORE_PREFIXES``)."""
