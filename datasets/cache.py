@@ -1,4 +1,4 @@
-"""The reader cache outside ``DATASET.ROOT`` and the safe reading of upstream pickles (project decision 2).
+"""The reader cache outside ``DATASET.ROOT`` (the data folder may be read-only) and upstream cache pickles.
 
 Generated splits, few-shot samples and the ImageNet listing are stored as JSON under
 ``cache_dir(cfg)/<DatasetName>/``, written atomically, in files whose names carry the number of shots, the seed
@@ -6,8 +6,9 @@ and a hash of everything the content depends on (so a changed split file or data
 entry). Unseeded runs (``SEED < 0``) are never cached.
 
 Upstream caches (``split_fewshot/shot_K-seed_S.pkl``, ImageNet ``preprocessed.pkl``) are pickles of
-``dassl.data.datasets.base_dataset.Datum``. They are read with an unpickler that admits that class and nothing
-else (datasets.md §4.2, §11), and their absolute paths are rebased onto the local dataset folder.
+``dassl.data.datasets.base_dataset.Datum``. They are read with the project's restricted unpickler
+(:mod:`dassl.utils._safe_unpickle`) admitting that class and nothing else, so a crafted pickle cannot run code,
+and their absolute paths (written on another machine) are rebased onto the local dataset folder.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import io
 import json
 import logging
 import os
-import pickle
 from collections.abc import Iterable
 from typing import Any
+
+from dassl.utils._safe_unpickle import UnsafePickleError, restricted_pickle_load
 
 from .split_io import SplitFileError, write_json_atomic
 
@@ -105,10 +107,6 @@ def write_cache(path: str, data: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Upstream pickles
 # ----------------------------------------------------------------------------------------------------------------
-class UnsafePickleError(pickle.UnpicklingError):
-    """An upstream cache pickle refers to something other than ``Datum``."""
-
-
 class _PickledDatum:
     """Inert stand-in for upstream's ``Datum``: pickle fills ``__dict__``; no code from the file runs."""
 
@@ -118,17 +116,8 @@ class _PickledDatum:
         self.__dict__.update(state)
 
 
-_ALLOWED = {("dassl.data.datasets.base_dataset", "Datum"): _PickledDatum}
-
-
-class _DatumOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load {module}.{name}: only dassl.data.datasets.base_dataset.Datum is allowed"
-            ) from None
+# The only global an upstream dataset cache may name.
+_ALLOWED = {"dassl.data.datasets.base_dataset.Datum": _PickledDatum}
 
 
 def _to_item(obj: Any, source: str) -> tuple[str, int, str]:
@@ -150,7 +139,7 @@ def load_upstream_pickle(path: str) -> dict[str, list[tuple[str, int, str]]]:
     with open(path, "rb") as f:
         raw = f.read()
     try:
-        data = _DatumOnlyUnpickler(io.BytesIO(raw)).load()
+        data = restricted_pickle_load(io.BytesIO(raw), _ALLOWED)
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}. Delete the file if you do not trust it.") from None
     except Exception as e:  # truncated or otherwise malformed pickle

@@ -1,4 +1,11 @@
-"""Restricted loading of ``torch.save`` files that ``torch.load(weights_only=True)`` refuses (decision 5).
+"""The one restricted unpickler: pickles from elsewhere are read without executing code from them.
+
+Two users, one class (:class:`RestrictedUnpickler`), each with the globals it admits and a policy for any other:
+
+- checkpoints (:func:`restricted_torch_load`, policy ``placeholder``): ``torch.save`` files that
+  ``torch.load(weights_only=True)`` refuses;
+- the official repositories' dataset caches (:func:`restricted_pickle_load`, policy ``refuse``): pickles of
+  ``Datum`` objects, where any other global raises :class:`UnsafePickleError`.
 
 Every upstream Dassl checkpoint pickles scheduler objects (the warmup wrapper stores its inner scheduler
 object, which references the optimizer), so torch's weights-only loader rejects them. This module reads
@@ -25,7 +32,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["PickledObject", "restricted_torch_load"]
+__all__ = [
+    "PickledObject",
+    "RestrictedUnpickler",
+    "UnsafePickleError",
+    "restricted_pickle_load",
+    "restricted_torch_load",
+]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -105,20 +118,55 @@ def _rebuild_from_type_checked(func: Any, new_type: Any, args: tuple, state: Any
     return _rebuild_from_type_v2(func, new_type, args, state)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, allowed: dict[str, Any], storages: Any, encoding: str = "ASCII") -> None:
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle names a global that its loader does not admit (nothing from the file was run)."""
+
+
+UNKNOWN_GLOBAL_POLICIES = ("placeholder", "refuse")
+
+
+def _no_storage(pid: Any) -> Any:
+    raise pickle.UnpicklingError(f"unexpected persistent id {pid!r} in pickle")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals in ``allowed`` (``"module.name" -> object``).
+
+    Any other global becomes a :class:`PickledObject` placeholder (``unknown="placeholder"``) or raises
+    :class:`UnsafePickleError` naming it (``unknown="refuse"``); its module is never imported. ``storages``
+    resolves torch's persistent ids (tensor storages); without it a persistent id is an error.
+    """
+
+    def __init__(
+        self,
+        file: Any,
+        allowed: dict[str, Any],
+        storages: Any = None,
+        encoding: str = "ASCII",
+        unknown: str = "placeholder",
+    ) -> None:
+        if unknown not in UNKNOWN_GLOBAL_POLICIES:
+            raise ValueError(f"unknown={unknown!r}; allowed: {UNKNOWN_GLOBAL_POLICIES}")
         super().__init__(file, encoding=encoding)
         self._allowed = allowed
-        self._storages = storages
+        self._storages = storages or _no_storage
+        self._unknown = unknown
 
     def find_class(self, module: str, name: str) -> Any:
         key = f"{module}.{name}"
         if key in self._allowed:
             return self._allowed[key]
+        if self._unknown == "refuse":
+            raise UnsafePickleError(f"refusing to load {key}: only {', '.join(sorted(self._allowed))} allowed")
         return _placeholder_type(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
         return self._storages(pid)
+
+
+def restricted_pickle_load(file: Any, allowed: dict[str, Any], unknown: str = "refuse") -> Any:
+    """Unpickle the plain pickle stream ``file`` admitting only the globals in ``allowed``."""
+    return RestrictedUnpickler(file, allowed, unknown=unknown).load()
 
 
 def _dtype_of(storage_type: Any) -> torch.dtype:
@@ -167,17 +215,14 @@ def _load_zip(zf: zipfile.ZipFile, encoding: str) -> Any:
         return _typed(cache[key]._untyped_storage, dtype)
 
     with zf.open(pkl[0]) as f:
-        return _RestrictedUnpickler(io.BytesIO(f.read()), _allowed_globals(), load_storage, encoding).load()
+        return RestrictedUnpickler(io.BytesIO(f.read()), _allowed_globals(), load_storage, encoding).load()
 
 
 def _load_legacy(f: Any, encoding: str) -> Any:
     allowed = _allowed_globals()
 
-    def no_storage(pid: Any) -> Any:
-        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r} in checkpoint header")
-
     def header() -> Any:
-        return _RestrictedUnpickler(f, allowed, no_storage, encoding).load()
+        return RestrictedUnpickler(f, allowed, None, encoding).load()
 
     magic = header()
     if magic != _LEGACY_MAGIC:
@@ -209,8 +254,8 @@ def _load_legacy(f: Any, encoding: str) -> Any:
             untyped = untyped[offset * esize : (offset + view_size) * esize]
         return _typed(untyped, dtype)
 
-    result = _RestrictedUnpickler(f, allowed, load_storage, encoding).load()
-    keys = _RestrictedUnpickler(f, {}, no_storage, encoding).load()
+    result = RestrictedUnpickler(f, allowed, load_storage, encoding).load()
+    keys = RestrictedUnpickler(f, {}, None, encoding).load()
     if not isinstance(keys, list):
         raise pickle.UnpicklingError("corrupt legacy checkpoint: storage key list missing")
     for key in keys:
