@@ -18,12 +18,14 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dassl.data.datasets import Datum
 from dassl.utils._safe_unpickle import UnsafePickleError, restricted_pickle_load
 
-from .split_io import SplitFileError, write_json_atomic
+from .split_io import SplitFileError, datums_to_items, items_to_datums, parse_split_items, write_json_atomic
 
 __all__ = [
     "CACHE_FORMAT",
@@ -32,8 +34,11 @@ __all__ = [
     "fingerprint",
     "read_cache",
     "write_cache",
+    "read_cached_lists",
+    "write_cached_lists",
     "UnsafePickleError",
     "load_upstream_pickle",
+    "read_upstream_lists",
     "rebase_path",
 ]
 
@@ -104,6 +109,44 @@ def write_cache(path: str, data: dict[str, Any]) -> None:
         logger.warning("Could not write cache file %s (%s); continuing without caching", path, e)
 
 
+def read_cached_lists(
+    path: str, keys: Sequence[str], folder: str, *, check: bool = True, with_rng_state: bool = False
+) -> tuple[dict[str, list[Datum]], dict[str, Any]] | None:
+    """The image lists of a cache entry (paths under ``folder``) and the entry itself, or None to rebuild.
+
+    None when the entry is absent, unreadable or malformed (logged; the caller builds and writes it again).
+    ``with_rng_state``: the entry must also hold a valid ``rng_state`` (a ``random.Random`` state as JSON lists).
+    ``check``: every image must exist (a missing one is an error naming the cache file).
+    """
+    cached = read_cache(path)
+    if cached is None:
+        return None
+    try:
+        split = parse_split_items(cached["split"], path, keys=keys)
+        if with_rng_state:
+            random.Random().setstate(rng_state_from_json(cached["rng_state"]))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        logger.warning("Ignoring malformed cache file %s (%s); it will be rebuilt", path, e)
+        return None
+    source = f"cache {path}"
+    return {key: items_to_datums(split[key], folder, source, check=check) for key in split}, cached
+
+
+def write_cached_lists(path: str, lists: dict[str, list[Datum]], folder: str, **meta: Any) -> None:
+    """Write ``lists`` (paths relative to ``folder``) with the JSON-able ``meta`` as a cache entry."""
+    write_cache(path, {**meta, "split": {key: datums_to_items(items, folder) for key, items in lists.items()}})
+
+
+def rng_state_to_json(state: tuple) -> list:
+    """``random.Random.getstate()`` as JSON lists."""
+    return [state[0], list(state[1]), state[2]]
+
+
+def rng_state_from_json(state: Sequence) -> tuple:
+    """The inverse of :func:`rng_state_to_json`."""
+    return (state[0], tuple(state[1]), state[2])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Upstream pickles
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,6 +190,17 @@ def load_upstream_pickle(path: str) -> dict[str, list[tuple[str, int, str]]]:
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise SplitFileError(f"Upstream cache {path} must hold a dict of lists, got {type(data).__name__}")
     return {str(key): [_to_item(obj, path) for obj in value] for key, value in data.items()}
+
+
+def read_upstream_lists(pickle_path: str, dataset_dir: str) -> dict[str, list[Datum]]:
+    """An upstream cache pickle as image lists, its absolute paths rebased onto ``dataset_dir``."""
+    data = load_upstream_pickle(pickle_path)
+    folder = os.path.basename(dataset_dir)
+    source = f"upstream cache {pickle_path}"
+    return {
+        key: items_to_datums([(rebase_path(p, folder, dataset_dir), y, c) for p, y, c in items], "", source)
+        for key, items in data.items()
+    }
 
 
 def rebase_path(abs_path: str, dataset_folder: str, dataset_dir: str) -> str:

@@ -1,91 +1,38 @@
-"""What upstream copies into every reader, in one place (datasets.md §2-§7, docs/design.md "Data").
+"""What upstream copies into every reader, in one place (docs/design.md "Data").
 
-- split files: `read_split` / `write_split` (`split_io`), builders `split_trainval` / `read_and_split_data`
-  (`split_builders`), the cache directory `cache_dir` (`cache`);
-- the one base/new class split, `subsample_classes` (§5), also used by the PromptKD trainer (decision 3);
-- `finalize_dataset`, the §6 assembly of ``train_x`` / ``val`` / ``test`` shared by every reader;
+- `finalize_dataset`: the assembly of ``train_x`` / ``val`` / ``test`` after few-shot sampling, shared by every
+  reader, with the base/new class split `subsample_classes` (defined in ``dassl.data.datasets.class_split`` so
+  that trainers reach it through the engine's data layer);
 - small reader helpers: `dataset_root`, `reader_seed`, `make_rng`, `require_dataset_dir`.
+
+Split files live in `split_io` / `split_builders`, the reader cache in `cache`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from dassl.data.datasets import Datum
+from dassl.data.datasets import SUBSAMPLE_CHOICES, Datum, subsample_classes
 
-from .cache import cache_dir, load_upstream_pickle
-from .split_builders import list_visible, read_and_split_data, split_trainval
-from .split_io import MissingImagesError, SplitFileError, read_split, write_split
+from .split_builders import list_visible
 
 __all__ = [
     "SUBSAMPLE_CHOICES",
     "VAL_SOURCE_CHOICES",
     "DATASETS_DOC",
-    "base_new_labels",
     "subsample_classes",
     "finalize_dataset",
     "dataset_root",
     "reader_seed",
     "make_rng",
     "require_dataset_dir",
-    "cache_dir",
-    "read_split",
-    "write_split",
-    "split_trainval",
-    "read_and_split_data",
-    "list_visible",
-    "load_upstream_pickle",
-    "MissingImagesError",
-    "SplitFileError",
 ]
 
-logger = logging.getLogger(__name__)
-
-SUBSAMPLE_CHOICES = ("all", "base", "new")
 VAL_SOURCE_CHOICES = ("test", "val")
 DATASETS_DOC = "DATASETS.md"
-
-
-def base_new_labels(labels: Iterable[int]) -> tuple[list[int], list[int]]:
-    """The base-to-novel class split: the distinct labels sorted, base = the first ``ceil(n / 2)``, new = the rest."""
-    ordered = sorted(set(labels))
-    m = math.ceil(len(ordered) / 2)
-    return ordered[:m], ordered[m:]
-
-
-def subsample_classes(*args: Sequence[Datum], subsample: str = "all") -> Any:
-    """Keep the base or the new half of the classes and relabel them from 0 (datasets.md §5).
-
-    The class set comes from the FIRST list only: its distinct labels sorted, ``m = ceil(n / 2)``; ``base``
-    keeps ``labels[:m]``, ``new`` keeps ``labels[m:]``; every list is filtered (order kept) and relabelled
-    ``y -> index of y in the selection``. ``all`` returns the arguments themselves (a tuple, upstream).
-    Returns a list with one filtered list per argument otherwise (upstream ``OxfordPets.subsample_classes``).
-    """
-    if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(
-            f"subsample must be one of {list(SUBSAMPLE_CHOICES)} (DATASET.SUBSAMPLE_CLASSES), got {subsample!r}"
-        )
-    if subsample == "all":
-        return args
-    if not args:
-        raise ValueError("subsample_classes needs at least one list (the first one defines the classes)")
-    base, new = base_new_labels({item.label for item in args[0]})
-    selected = base if subsample == "base" else new
-    relabel = {y: i for i, y in enumerate(selected)}
-    logger.info("Subsample %s classes: %d of %d", subsample, len(selected), len(base) + len(new))
-    return [
-        [
-            Datum(impath=it.impath, label=relabel[it.label], domain=it.domain, classname=it.classname, check=False)
-            for it in items
-            if it.label in relabel
-        ]
-        for items in args
-    ]
 
 
 def _cfg_choice(cfg: Any, key: str, default: str, choices: Sequence[str]) -> str:

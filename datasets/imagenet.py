@@ -12,10 +12,9 @@ import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
-from .cache import fingerprint, hash_files, load_upstream_pickle, read_cache, rebase_path, write_cache
+from .cache import fingerprint, hash_files, read_cached_lists, read_upstream_lists, write_cached_lists
 from .reader_base import BenchmarkDataset, read_classnames
 from .split_builders import list_visible
-from .split_io import datums_to_items, items_to_datums, parse_split_items
 
 
 @DATASET_REGISTRY.register()
@@ -37,14 +36,10 @@ imagenet/
     def load_full_split(self, rng: random.Random) -> tuple[list[Datum], None, list[Datum], str]:
         pickle_path = os.path.join(self.dataset_dir, "preprocessed.pkl")
         if os.path.isfile(pickle_path):
-            logger_name = f"ImageNet listing {pickle_path}"
-            data = load_upstream_pickle(pickle_path)
-            lists = {}
+            lists = read_upstream_lists(pickle_path, self.dataset_dir)
             for key in ("train", "test"):
-                if key not in data:
-                    raise ValueError(f"{pickle_path} has no {key!r} list (keys: {sorted(data)})")
-                rebased = [(rebase_path(p, "imagenet", self.dataset_dir), y, c) for p, y, c in data[key]]
-                lists[key] = items_to_datums(rebased, "", logger_name)
+                if key not in lists:
+                    raise ValueError(f"{pickle_path} has no {key!r} list (keys: {sorted(lists)})")
             return lists["train"], None, lists["test"], "pickle:" + hash_files([pickle_path])
 
         self._require_raw_files()
@@ -57,17 +52,15 @@ imagenet/
         classnames_file = os.path.join(self.dataset_dir, "classnames.txt")
         key = fingerprint("ImageNet", self.dataset_dir, hash_files([classnames_file]), folder_state)
         cache_path = os.path.join(self.cache_root, f"listing-{key}.json")
-        cached = read_cache(cache_path)
-        if cached is not None:  # trusted: keyed on the folder state, so files are not stat-ed again
-            split = parse_split_items(cached["split"], cache_path, keys=("train", "test"))
-            source = f"ImageNet listing cache {cache_path}"
-            train, test = (items_to_datums(split[k], self.image_dir, source, check=False) for k in ("train", "test"))
-            return train, None, test, "listing:" + key
+        # Trusted when present: keyed on the folder state, so the 1.28M files are not stat-ed again.
+        hit = read_cached_lists(cache_path, ("train", "test"), self.image_dir, check=False)
+        if hit is not None:
+            lists = hit[0]
+            return lists["train"], None, lists["test"], "listing:" + key
 
         classnames = read_classnames(classnames_file)
         train, test = (self.read_data(classnames, split_dirs[k]) for k in ("train", "test"))
-        split = {"train": datums_to_items(train, self.image_dir), "test": datums_to_items(test, self.image_dir)}
-        write_cache(cache_path, {"dataset": "ImageNet", "inputs": key, "split": split})
+        write_cached_lists(cache_path, {"train": train, "test": test}, self.image_dir, dataset="ImageNet", inputs=key)
         return train, None, test, "listing:" + key
 
     @staticmethod

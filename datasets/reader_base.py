@@ -21,9 +21,18 @@ from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
 
-from .cache import cache_dir, fingerprint, hash_files, load_upstream_pickle, read_cache, rebase_path, write_cache
+from .cache import (
+    cache_dir,
+    fingerprint,
+    hash_files,
+    read_cached_lists,
+    read_upstream_lists,
+    rng_state_from_json,
+    rng_state_to_json,
+    write_cached_lists,
+)
 from .common import dataset_root, finalize_dataset, make_rng, reader_seed, require_dataset_dir
-from .split_io import datums_to_items, items_to_datums, parse_split_items, raise_if_missing, read_split
+from .split_io import raise_if_missing, read_split
 
 __all__ = ["BenchmarkDataset", "TestOnlyDataset", "read_classnames", "annotation_lines"]
 
@@ -50,23 +59,6 @@ def read_classnames(text_file: str) -> dict[str, str]:
                 raise ValueError(f"{text_file}:{lineno}: expected '<wnid> <class name>', got {line.strip()!r}")
             classnames[parts[0]] = " ".join(parts[1:])
     return classnames
-
-
-def _cached_split(
-    cached: dict[str, Any] | None, path: str, keys: tuple[str, ...], with_rng_state: bool = False
-) -> dict[str, Any] | None:
-    """The validated ``split`` of a cache entry, or None (logged) when absent or malformed: it is rebuilt."""
-    if cached is None:
-        return None
-    try:
-        split = parse_split_items(cached["split"], path, keys=keys)
-        if with_rng_state:
-            state = cached["rng_state"]
-            random.Random().setstate((state[0], tuple(state[1]), state[2]))
-        return split
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        logger.warning("Ignoring malformed cache file %s (%s); it will be rebuilt", path, e)
-        return None
 
 
 class BenchmarkDataset(DatasetBase):
@@ -119,28 +111,26 @@ class BenchmarkDataset(DatasetBase):
         if self.split_file_name is None:  # official split: deterministic, nothing to cache
             return (*self.generate_split(rng), "official:" + key)
         cache_path = os.path.join(self.cache_root, f"split-seed_{self.seed}-{key}.json")
-        cached = read_cache(cache_path) if self.seed is not None else None
-        split = _cached_split(cached, cache_path, ("train", "val", "test"), with_rng_state=True)
-        if split is not None:
+        keys = ("train", "val", "test")
+        hit = (
+            read_cached_lists(cache_path, keys, self.image_dir, with_rng_state=True) if self.seed is not None else None
+        )
+        if hit is not None:
             logger.info("Reading generated split from cache %s", cache_path)
-            state = cached["rng_state"]
-            rng.setstate((state[0], tuple(state[1]), state[2]))
-            lists = [items_to_datums(split[k], self.image_dir, f"cached split {cache_path}") for k in split]
-            return lists[0], lists[1], lists[2], "generated:" + key
+            lists, entry = hit
+            rng.setstate(rng_state_from_json(entry["rng_state"]))
+            return lists["train"], lists["val"], lists["test"], "generated:" + key
         train, val, test = self.generate_split(rng)
         raise_if_missing([d.impath for d in (*train, *val, *test)], f"the annotation files of {self.dataset_dir}")
         if self.seed is not None:
-            split = {k: datums_to_items(v, self.image_dir) for k, v in (("train", train), ("val", val), ("test", test))}
-            state = rng.getstate()
-            write_cache(
+            write_cached_lists(
                 cache_path,
-                {
-                    "dataset": type(self).__name__,
-                    "seed": self.seed,
-                    "inputs": key,
-                    "split": split,
-                    "rng_state": [state[0], list(state[1]), state[2]],
-                },
+                dict(zip(keys, (train, val, test), strict=True)),
+                self.image_dir,
+                dataset=type(self).__name__,
+                seed=self.seed,
+                inputs=key,
+                rng_state=rng_state_to_json(rng.getstate()),
             )
         return train, val, test, "generated:" + key
 
@@ -167,23 +157,19 @@ class BenchmarkDataset(DatasetBase):
                 return self._read_upstream_few_shot(pickle_path, val)
         key = fingerprint(name, num_shots, self.seed, inputs_key)
         cache_path = os.path.join(self.cache_root, f"fewshot-shot_{num_shots}-seed_{self.seed}-{key}.json")
-        cached = read_cache(cache_path) if self.seed is not None else None
-        split = _cached_split(cached, cache_path, ("train", "val") if val is not None else ("train",))
-        if split is not None:
+        keys = ("train", "val") if val is not None else ("train",)
+        hit = None if self.seed is None else read_cached_lists(cache_path, keys, self.dataset_dir)
+        if hit is not None:
             logger.info("Loading few-shot data from cache %s", cache_path)
-            source = f"few-shot cache {cache_path}"
-            new_train = items_to_datums(split["train"], self.dataset_dir, source)
-            new_val = items_to_datums(split["val"], self.dataset_dir, source) if "val" in split else val
-            return new_train, new_val
+            lists = hit[0]
+            return lists["train"], lists.get("val", val)
         train = self.generate_fewshot_dataset(train, num_shots=num_shots, rng=rng)
         if val is not None:
             val = self.generate_fewshot_dataset(val, num_shots=min(num_shots, 4), rng=rng)
         if self.seed is not None:
-            split = {"train": datums_to_items(train, self.dataset_dir)}
-            if val is not None:
-                split["val"] = datums_to_items(val, self.dataset_dir)
-            write_cache(
-                cache_path, {"dataset": name, "num_shots": num_shots, "seed": self.seed, "inputs": key, "split": split}
+            lists = {"train": train} if val is None else {"train": train, "val": val}
+            write_cached_lists(
+                cache_path, lists, self.dataset_dir, dataset=name, num_shots=num_shots, seed=self.seed, inputs=key
             )
         return train, val
 
@@ -191,15 +177,10 @@ class BenchmarkDataset(DatasetBase):
         self, pickle_path: str, val: list[Datum] | None
     ) -> tuple[list[Datum], list[Datum] | None]:
         logger.info("Loading preprocessed few-shot data from %s", pickle_path)
-        data = load_upstream_pickle(pickle_path)
-        folder = os.path.basename(self.dataset_dir)
-        out = {}
-        for key, items in data.items():
-            rebased = [(rebase_path(p, folder, self.dataset_dir), label, cname) for p, label, cname in items]
-            out[key] = items_to_datums(rebased, "", f"upstream few-shot cache {pickle_path}")
-        if "train" not in out:
-            raise ValueError(f"Upstream few-shot cache {pickle_path} has no 'train' list (keys: {sorted(out)})")
-        return out["train"], out.get("val", val)
+        lists = read_upstream_lists(pickle_path, self.dataset_dir)
+        if "train" not in lists:
+            raise ValueError(f"Upstream few-shot cache {pickle_path} has no 'train' list (keys: {sorted(lists)})")
+        return lists["train"], lists.get("val", val)
 
 
 class TestOnlyDataset(DatasetBase):

@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from tqdm import tqdm
 
+from dassl.data.datasets import base_new_labels
 from dassl.engine import distributed as ddp
 from dassl.engine.results_log import RESULTS_FILENAME, append_result_line, build_result_record
 from dassl.evaluation import build_evaluator
-from datasets.common import base_new_labels
 
 __all__ = ["ClassSubsetEvaluator", "base_novel_subsets", "evaluate_class_subsets", "report_base_novel"]
 
