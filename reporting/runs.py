@@ -21,6 +21,7 @@ from reporting.logparse import Invocation, log_files, parse_log_file
 
 logger = logging.getLogger(__name__)
 
+# = dassl.engine.results_log.RESULTS_FILE (not imported: reporting runs without torch).
 RESULTS_FILE = "results.jsonl"
 FINAL_PHASES = ("final", "eval_only")
 _SEED_DIR = re.compile(r"^seed_?(-?\d+)$")

@@ -181,3 +181,10 @@ def test_before_epoch_sets_distributed_sampler_epoch():
     t.epoch = 4
     SimpleTrainer.before_epoch(t)
     assert list(t.train_loader_x.sampler) != order_3  # a new shuffle each epoch
+
+
+def test_reporting_reads_the_results_file_the_engine_writes():
+    from dassl.engine.results_log import RESULTS_FILE
+    from reporting.runs import RESULTS_FILE as READ_BY_REPORTING
+
+    assert READ_BY_REPORTING == RESULTS_FILE == "results.jsonl"

@@ -7,7 +7,7 @@ import torch
 
 import train
 from dassl.engine import SimpleNet
-from dassl.engine.trainer import _progress_disabled
+from dassl.engine.iteration_log import progress_disabled
 from tests.helpers.toy_engine import make_toy_dataset, toy_argv
 
 
@@ -55,4 +55,4 @@ def test_default_build_model_uses_simplenet(toy_root, tmp_path):
 
 
 def test_progress_bars_quiet_without_tty(capsys):
-    assert _progress_disabled()  # pytest captures stderr: not a terminal
+    assert progress_disabled()  # pytest captures stderr: not a terminal

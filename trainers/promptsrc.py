@@ -228,8 +228,7 @@ class PromptSRC(CLIPPromptTrainer):
             parts = self.model(image, with_regularisers=True)
         terms = promptsrc_loss(parts, label, float(node.TEXT_LOSS_WEIGHT), float(node.IMAGE_LOSS_WEIGHT))
         self.model_backward_and_update(terms["loss"])
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
+        if self.update_lr_after_last_batch():
             model = self.prompt_model
             model.gpa.accumulate(model, self.epoch)
             if (self.epoch + 1) == self.max_epoch:

@@ -1,7 +1,7 @@
 """Multi-process (torchrun) support: process group, rank queries and DDP wrapping.
 
 Upstream Dassl only knows ``nn.DataParallel``, chosen by ``torch.cuda.device_count() > 1`` even when
-``USE_CUDA=False`` (dassl-api.md section 11, #7). We use one device decision and, when launched by torchrun
+``USE_CUDA=False``. We use one device decision and, when launched by torchrun
 (``WORLD_SIZE > 1``), DistributedDataParallel with one process per device.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,7 @@ __all__ = [
     "init_distributed",
     "TransparentDDP",
     "wrap_ddp",
+    "wrap_registered_models",
     "all_reduce_gradients",
 ]
 
@@ -71,7 +73,7 @@ class TransparentDDP(DistributedDataParallel):
     """DDP wrapper that forwards unknown attribute reads to the wrapped module and skips DDP without grad.
 
     Upstream-style trainers read attributes of ``self.model`` (``self.model.prompt_learner``, ...); with a plain
-    wrapper those reads fail (methods.md section 5, #8). Forwards under ``torch.no_grad()`` (evaluation, frozen
+    wrapper those reads fail. Forwards under ``torch.no_grad()`` (evaluation, frozen
     teacher passes) call the module directly: DDP would otherwise broadcast buffers at every forward, a
     collective that hangs when ranks hold evaluation shards with different numbers of batches.
     """
@@ -96,6 +98,34 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> TransparentDDP:
     """
     device_ids = [device.index] if device.type == "cuda" else None
     return TransparentDDP(module, device_ids=device_ids, find_unused_parameters=True)
+
+
+def wrap_registered_models(
+    top: nn.Module | None, registered: Mapping[str, nn.Module | None], device: torch.device
+) -> tuple[nn.Module | None, list[nn.Module]]:
+    """DDP for a trainer: ``(top, modules whose gradients must be averaged explicitly)``.
+
+    ``top`` (the trainer's ``self.model``) is wrapped in DDP when a trainable registered module is (inside) it.
+    Registered modules stay unwrapped (checkpoints hold their plain keys). A trainable registered module that is
+    not reachable from ``top`` gets its initial weights broadcast from rank 0 and is returned in the list, for
+    :func:`all_reduce_gradients` after every backward.
+    """
+    wrapped = False
+    grad_sync: list[nn.Module] = []
+    for name, module in registered.items():
+        if module is None or not any(p.requires_grad for p in module.parameters()):
+            continue
+        if isinstance(top, nn.Module) and any(m is module for m in top.modules()):
+            if not wrapped:
+                top = wrap_ddp(top, device)
+                wrapped = True
+                logger.info("DDP: wrapped self.model (contains registered model %r)", name)
+        else:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+            grad_sync.append(module)
+            logger.info("DDP: registered model %r is outside self.model; gradients averaged explicitly", name)
+    return top, grad_sync
 
 
 def all_reduce_gradients(modules: list[nn.Module]) -> None:

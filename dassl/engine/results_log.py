@@ -16,7 +16,7 @@ from typing import Any
 
 from yacs.config import CfgNode
 
-RESULTS_FILENAME = "results.jsonl"
+RESULTS_FILE = "results.jsonl"
 # upstream evaluator key -> results.jsonl key
 _METRIC_RENAMES = {"error_rate": "error"}
 

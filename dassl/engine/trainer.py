@@ -1,36 +1,31 @@
-"""Trainer engine: ``TrainerBase``, ``SimpleTrainer``, ``TrainerX``, ``TrainerXU`` (dassl-api.md section 3).
+"""Trainer engine: ``TrainerBase``, ``SimpleTrainer``, ``TrainerX``, ``TrainerXU`` with upstream Dassl's API.
 
 Attribute names, hooks, the constructor order, checkpoint files/keys and console lines follow upstream Dassl
-so that upstream-style trainers run unchanged. Differences (dassl-api.md section 11, #4-#9, #19):
-
-- one device decision (``cuda:LOCAL_RANK`` or ``cpu``), no DataParallel; DDP under torchrun;
-- precision via :mod:`dassl.engine.precision` (autocast + GradScaler), not model casts;
-- checkpoints also store ``best_result``/``best_epoch`` and the RNG states, and resume picks the latest
-  ``model.pth.tar-N`` even when the ``checkpoint`` pointer is missing or names ``model-best.pth.tar``;
-- non-finite losses stop with the epoch and batch named; ``load_model`` prints ``val_result=n/a`` when absent;
-- TensorBoard is optional (lazy import); every evaluation is also appended to ``results.jsonl``.
+so that upstream-style trainers run unchanged. Each cross-cutting concern lives in its own module, mixed in here:
+checkpoints (:mod:`.checkpointing`), the optimisation step with precision and non-finite checks
+(:mod:`.optimization`), TensorBoard (:mod:`.tensorboard`), evaluation and ``results.jsonl`` (:mod:`.evaluation`),
+the iteration line (:mod:`.iteration_log`) and DDP (:mod:`.distributed`). This module keeps the model registry,
+the epoch loop with its hooks and the one training-step body (:meth:`SimpleTrainer.run_batches`) that TrainerX
+and TrainerXU feed. Where this differs from upstream: docs/upstream.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import math
 import os.path as osp
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import torch
 from torch import nn
 from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.data.data_manager import set_loader_epoch
-from dassl.evaluation import Classification, build_evaluator
+from dassl.evaluation import build_evaluator
 from dassl.modeling import SimpleNet
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
@@ -44,27 +39,20 @@ from dassl.utils import (
 
 from . import distributed as ddp
 from .checkpointing import CheckpointingMixin
-from .precision import Precision, resolve_precision
-from .results_log import RESULTS_FILENAME, append_result_line, build_result_record
+from .evaluation import EvaluationMixin
+from .iteration_log import IterationLogMixin, progress_disabled
+from .optimization import OptimizationMixin
+from .precision import resolve_precision
+from .tensorboard import TensorBoardMixin
 
 logger = logging.getLogger(__name__)
 
 _FINAL_MODELS = ("last_step", "best_val")
+_COUNT_ITER_CHOICES = ("train_x", "train_u", "smaller_one")
 
 
-def _progress_disabled() -> bool:
-    """tqdm bars only on an interactive terminal (they would clutter CI logs and redirected stderr)."""
-    try:
-        return not sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return True
-
-
-class TrainerBase(CheckpointingMixin):
+class TrainerBase(CheckpointingMixin, OptimizationMixin, TensorBoardMixin):
     """Model/optimizer/scheduler bookkeeping and the epoch loop; knows nothing about configs."""
-
-    precision: Precision | None = None
-    grad_scaler: torch.amp.GradScaler | None = None
 
     def __init__(self) -> None:
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
@@ -111,7 +99,7 @@ class TrainerBase(CheckpointingMixin):
             assert name in names_real, f"Model name {name!r} is not registered; registered: {names_real}"
         return names
 
-    # ---------------------------------------------------------------- modes, lr, anomaly, tensorboard
+    # ---------------------------------------------------------------- modes
     def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
         for name in self.get_model_names(names):
             if mode == "train":
@@ -120,42 +108,6 @@ class TrainerBase(CheckpointingMixin):
                 self._models[name].eval()
             else:
                 raise KeyError(f"set_model_mode got mode={mode!r}; allowed: 'train', 'test', 'eval'")
-
-    def update_lr(self, names: str | list[str] | None = None) -> None:
-        for name in self.get_model_names(names):
-            if self._scheds[name] is not None:
-                self._scheds[name].step()
-
-    def detect_anomaly(self, loss: torch.Tensor) -> None:
-        """Stop at the first non-finite loss, naming where it happened."""
-        if not torch.isfinite(loss).all():
-            raise FloatingPointError(
-                f"Loss is infinite or NaN! (epoch {getattr(self, 'epoch', 0) + 1}/{getattr(self, 'max_epoch', '?')}, "
-                f"batch {getattr(self, 'batch_idx', 0) + 1}/{getattr(self, 'num_batches', '?')}, "
-                f"loss={loss.detach().float().flatten()[:4].tolist()}). "
-                "Lower OPTIM.LR, check the input data, or train with PREC fp32."
-            )
-
-    def init_writer(self, log_dir: str) -> None:
-        """Create a TensorBoard writer; training goes on without one when tensorboard is not installed."""
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:  # tensorboard is optional
-                logger.warning("TensorBoard unavailable (%s); scalars are not written", err)
-                return
-            print(f"Initialize tensorboard (log_dir={log_dir})")
-            self._writer = SummaryWriter(log_dir=log_dir)
-
-    def close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def write_scalar(self, tag: str, scalar_value, global_step: int | None = None) -> None:
-        if self._writer is None:
-            return
-        self._writer.add_scalar(tag, scalar_value, global_step)
 
     # ---------------------------------------------------------------- loop
     def train(self, start_epoch: int, max_epoch: int) -> None:
@@ -199,51 +151,9 @@ class TrainerBase(CheckpointingMixin):
     def model_inference(self, input):
         raise NotImplementedError
 
-    # ---------------------------------------------------------------- optimisation steps
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast region of the run's precision (plain fp32 when no precision was resolved)."""
-        if self.precision is None:
-            return contextlib.nullcontext()
-        return self.precision.autocast()
 
-    def model_zero_grad(self, names: str | list[str] | None = None) -> None:
-        for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].zero_grad()
-
-    def model_backward(self, loss: torch.Tensor) -> None:
-        """Backward pass (scaled under fp16 autocast); gradients of modules outside DDP are averaged."""
-        self.detect_anomaly(loss)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if self._grad_sync_modules:
-            ddp.all_reduce_gradients(self._grad_sync_modules)
-
-    def model_update(self, names: str | list[str] | None = None) -> None:
-        scaler = self.grad_scaler
-        stepped = False
-        for name in self.get_model_names(names):
-            optim = self._optims[name]
-            if optim is None:
-                continue
-            if scaler is None:
-                optim.step()
-            elif any(p.grad is not None for group in optim.param_groups for p in group["params"]):
-                scaler.step(optim)  # skips the step when the scaled gradients overflowed
-                stepped = True
-        if scaler is not None and stepped:
-            scaler.update()
-
-    def model_backward_and_update(self, loss: torch.Tensor, names: str | list[str] | None = None) -> None:
-        self.model_zero_grad(names)
-        self.model_backward(loss)
-        self.model_update(names)
-
-
-class SimpleTrainer(TrainerBase):
-    """Config-driven trainer with upstream's constructor order (dassl-api.md section 3.3)."""
+class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
+    """Config-driven trainer with upstream's constructor order (check_cfg, device, data, model, evaluator)."""
 
     def __init__(self, cfg) -> None:
         super().__init__()
@@ -271,7 +181,9 @@ class SimpleTrainer(TrainerBase):
         self.build_data_loader()  # under DDP, DataManager shards the loaders itself
         self.build_model()
         if self.distributed:
-            self._wrap_models_for_ddp()
+            self.model, self._grad_sync_modules = ddp.wrap_registered_models(
+                getattr(self, "model", None), self._models, self.device
+            )
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -math.inf
 
@@ -309,30 +221,6 @@ class SimpleTrainer(TrainerBase):
         self.optim = build_optimizer(self.model, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("model", self.model, self.optim, self.sched)
-
-    def _wrap_models_for_ddp(self) -> None:
-        """Wrap ``self.model`` in DDP when a trainable registered module is (inside) it.
-
-        Registered modules stay unwrapped (checkpoints hold their plain keys). A trainable registered module
-        that is not reachable from ``self.model`` gets its initial weights broadcast from rank 0 and its
-        gradients averaged explicitly in ``model_backward``.
-        """
-        top = getattr(self, "model", None)
-        wrapped = False
-        for name in self.get_model_names():
-            module = self._models[name]
-            if module is None or not any(p.requires_grad for p in module.parameters()):
-                continue
-            if isinstance(top, nn.Module) and any(m is module for m in top.modules()):
-                if not wrapped:
-                    self.model = ddp.wrap_ddp(top, self.device)
-                    wrapped = True
-                    logger.info("DDP: wrapped self.model (contains registered model %r)", name)
-            else:
-                for tensor in list(module.parameters()) + list(module.buffers()):
-                    torch.distributed.broadcast(tensor.data, src=0)
-                self._grad_sync_modules.append(module)
-                logger.info("DDP: registered model %r is outside self.model; gradients averaged explicitly", name)
 
     # ---------------------------------------------------------------- loop hooks
     def train(self) -> None:  # noqa: D102 (upstream signature)
@@ -388,151 +276,40 @@ class SimpleTrainer(TrainerBase):
         print(f"Elapsed: {datetime.timedelta(seconds=elapsed)}")
         self.close_writer()
 
-    # ---------------------------------------------------------------- evaluation
-    @contextlib.contextmanager
-    def eval_phase(self, phase: str) -> Iterator[None]:
-        """Tag the evaluations inside the block (``epoch``/``final``/``eval_only``) for results.jsonl."""
-        previous, self._eval_phase = self._eval_phase, phase
-        try:
-            yield
-        finally:
-            self._eval_phase = previous
+    # ---------------------------------------------------------------- the training step
+    def run_batches(self, batches: Iterable[tuple]) -> None:
+        """One epoch's training steps: ``forward_backward(*batch)`` for each batch, timed, checked, logged.
 
-    def _result_epoch(self, phase: str) -> int | None:
-        """Number of training epochs behind the evaluated weights, when known."""
-        if phase == "epoch":
-            return self.epoch + 1
-        if phase == "final":
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
-                return self.best_epoch if self.best_epoch is not None else self.loaded_epoch
-            return self.max_epoch
-        return self.loaded_epoch
-
-    def record_results(
-        self, split: str, results: dict[str, Any], classes: str | None = None, phase: str | None = None
-    ) -> None:
-        """Append one evaluation to ``OUTPUT_DIR/results.jsonl`` (rank 0 only)."""
-        if not ddp.is_main_process():
-            return
-        phase = phase or self._eval_phase
-        metrics = dict(results)
-        counts = getattr(getattr(self, "evaluator", None), "counts", None)
-        if callable(counts):  # raw totals behind the percentages (Classification evaluator)
-            for key, value in counts().items():
-                metrics.setdefault(key, value)
-        record = build_result_record(
-            self.cfg, split=split, classes=classes, phase=phase, epoch=self._result_epoch(phase), metrics=metrics
-        )
-        append_result_line(osp.join(self.output_dir, RESULTS_FILENAME), record)
-
-    @torch.no_grad()
-    def test(self, split: str | None = None):
-        """Evaluate on ``val`` (if it exists and is asked for) or ``test``; return the first metric."""
-        self.set_model_mode("eval")
-        self.evaluator.reset()
-        if split is None:
-            split = self.cfg.TEST.SPLIT
-        if split == "val" and self.val_loader is not None:
-            data_loader = self.val_loader
-        else:
-            split = "test"
-            data_loader = self.test_loader
-        print(f"Evaluate on the *{split}* set")
-
-        for batch in tqdm(data_loader, desc=f"eval {split}", leave=False, disable=_progress_disabled()):
-            input, label = self.parse_batch_test(batch)
-            with self.autocast():
-                output = self.model_inference(input)
-            self.evaluator.process(output, label)
-
-        if isinstance(self.evaluator, Classification):  # tags the confusion-matrix file with the split
-            results = self.evaluator.evaluate(split=split)
-        else:  # evaluators written for upstream take no arguments
-            results = self.evaluator.evaluate()
-        for k, v in results.items():
-            self.write_scalar(f"{split}/{k}", v, self.epoch)
-        self.record_results(split, results)
-        return list(results.values())[0]
-
-    def model_inference(self, input):
-        return self.model(input)
-
-    def parse_batch_test(self, batch):
-        return batch["img"].to(self.device), batch["label"].to(self.device)
-
-    def get_current_lr(self, names: str | list[str] | None = None) -> float | None:
-        """Learning rate of the first registered optimizer (None when nothing trainable is registered)."""
-        for name in self.get_model_names(names):
-            optim = self._optims[name]
-            if optim is not None:
-                return optim.param_groups[0]["lr"]
-        return None
-
-    def _check_loss_summary(self, loss_summary) -> None:
-        """Stop on a non-finite reported loss even when the trainer did its own backward pass."""
-        if not isinstance(loss_summary, dict):
-            return
-        for key, value in loss_summary.items():
-            number = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
-            if not torch.isfinite(number).all():
-                raise FloatingPointError(
-                    f"Loss is infinite or NaN! ({key}={number.flatten()[:4].tolist()} at epoch "
-                    f"{self.epoch + 1}/{self.max_epoch}, batch {self.batch_idx + 1}/{self.num_batches}). "
-                    "Lower OPTIM.LR, check the input data, or train with PREC fp32."
-                )
-
-    def _log_iteration(self, batch_time: AverageMeter, data_time: AverageMeter, losses: MetricMeter) -> None:
-        """Upstream's iteration line (dassl-api.md section 3.5) and the per-iteration TensorBoard scalars."""
-        meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
-        only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
-        lr = self.get_current_lr()
-        if meet_freq or only_few_batches:
-            nb_remain = self.num_batches - self.batch_idx - 1
-            nb_remain += (self.max_epoch - self.epoch - 1) * self.num_batches
-            eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
-            info = [
-                f"epoch [{self.epoch + 1}/{self.max_epoch}]",
-                f"batch [{self.batch_idx + 1}/{self.num_batches}]",
-                f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
-                f"data {data_time.val:.3f} ({data_time.avg:.3f})",
-                f"{losses}",
-                f"lr {lr:.4e}" if lr is not None else "lr n/a",
-                f"eta {eta}",
-            ]
-            print(" ".join(info))
-        if self._writer is not None:
-            n_iter = self.epoch * self.num_batches + self.batch_idx
-            for name, meter in losses.meters.items():
-                self.write_scalar("train/" + name, meter.avg, n_iter)
-            if lr is not None:
-                self.write_scalar("train/lr", lr, n_iter)
+        The one body of TrainerX and TrainerXU (which only differ in the batches they feed); ``self.num_batches``
+        must be set before.
+        """
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        end = time.time()
+        for self.batch_idx, batch in enumerate(batches):  # noqa: B020 (upstream attribute loop)
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(*batch)
+            batch_time.update(time.time() - end)
+            self.check_loss_summary(loss_summary)
+            losses.update(loss_summary)
+            self._log_iteration(batch_time, data_time, losses)
+            end = time.time()
 
 
 class TrainerX(SimpleTrainer):
     """Trainer over labelled data only (``train_loader_x``); every CLIP prompt-learning trainer uses it."""
 
     def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        losses = MetricMeter()
-        batch_time = AverageMeter()
-        data_time = AverageMeter()
         self.num_batches = len(self.train_loader_x)
-
-        end = time.time()
         bar = tqdm(
             self.train_loader_x,
             desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
             leave=False,
-            disable=_progress_disabled(),
+            disable=progress_disabled(),
         )
-        for self.batch_idx, batch in enumerate(bar):
-            data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch)
-            batch_time.update(time.time() - end)
-            self._check_loss_summary(loss_summary)
-            losses.update(loss_summary)
-            self._log_iteration(batch_time, data_time, losses)
-            end = time.time()
+        self.run_batches((batch,) for batch in bar)
 
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device), batch["domain"].to(self.device)
@@ -542,48 +319,32 @@ class TrainerXU(SimpleTrainer):
     """Trainer over a labelled and an unlabelled loader (semi-supervised / domain adaptation style)."""
 
     def run_epoch(self) -> None:
-        self.set_model_mode("train")
-        losses = MetricMeter()
-        batch_time = AverageMeter()
-        data_time = AverageMeter()
-
-        len_train_loader_x = len(self.train_loader_x)
-        len_train_loader_u = len(self.train_loader_u)
         count_iter = self.cfg.TRAIN.COUNT_ITER
-        if count_iter == "train_x":
-            self.num_batches = len_train_loader_x
-        elif count_iter == "train_u":
-            self.num_batches = len_train_loader_u
-        elif count_iter == "smaller_one":
-            self.num_batches = min(len_train_loader_x, len_train_loader_u)
-        else:
+        lengths = {"train_x": len(self.train_loader_x), "train_u": len(self.train_loader_u)}
+        lengths["smaller_one"] = min(lengths.values())
+        if count_iter not in _COUNT_ITER_CHOICES:
             raise ValueError(
                 f"TRAIN.COUNT_ITER={count_iter!r} is not supported; use 'train_x', 'train_u' or 'smaller_one'"
             )
+        self.num_batches = lengths[count_iter]
+        self.run_batches(self._paired_batches())
 
-        train_loader_x_iter = iter(self.train_loader_x)
-        train_loader_u_iter = iter(self.train_loader_u)
-
-        end = time.time()
-        for self.batch_idx in range(self.num_batches):  # noqa: B020
+    def _paired_batches(self) -> Iterator[tuple[Any, Any]]:
+        """``num_batches`` pairs ``(batch_x, batch_u)``; a loader that runs out starts again."""
+        iter_x = iter(self.train_loader_x)
+        iter_u = iter(self.train_loader_u)
+        for _ in range(self.num_batches):
             try:
-                batch_x = next(train_loader_x_iter)
+                batch_x = next(iter_x)
             except StopIteration:
-                train_loader_x_iter = iter(self.train_loader_x)
-                batch_x = next(train_loader_x_iter)
+                iter_x = iter(self.train_loader_x)
+                batch_x = next(iter_x)
             try:
-                batch_u = next(train_loader_u_iter)
+                batch_u = next(iter_u)
             except StopIteration:
-                train_loader_u_iter = iter(self.train_loader_u)
-                batch_u = next(train_loader_u_iter)
-
-            data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch_x, batch_u)
-            batch_time.update(time.time() - end)
-            self._check_loss_summary(loss_summary)
-            losses.update(loss_summary)
-            self._log_iteration(batch_time, data_time, losses)
-            end = time.time()
+                iter_u = iter(self.train_loader_u)
+                batch_u = next(iter_u)
+            yield batch_x, batch_u
 
     def parse_batch_train(self, batch_x, batch_u):
         input_x = batch_x["img"].to(self.device)

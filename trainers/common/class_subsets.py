@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from dassl.data.datasets import base_new_labels
 from dassl.engine import distributed as ddp
-from dassl.engine.results_log import RESULTS_FILENAME, append_result_line, build_result_record
+from dassl.engine.results_log import RESULTS_FILE, append_result_line, build_result_record
 from dassl.evaluation import build_evaluator
 
 __all__ = ["ClassSubsetEvaluator", "base_novel_subsets", "evaluate_class_subsets", "report_base_novel"]
@@ -117,5 +117,5 @@ def report_base_novel(trainer, base: float, novel: float) -> float:
         )
         del record["metrics"]
         record.update(base=float(base), novel=float(novel), hm=float(hm))
-        append_result_line(osp.join(trainer.output_dir, RESULTS_FILENAME), record)
+        append_result_line(osp.join(trainer.output_dir, RESULTS_FILE), record)
     return hm

@@ -85,8 +85,7 @@ class CLIPPromptTrainer(TrainerX):
         summary = {"loss": loss.item()}
         if self.REPORT_ACCURACY:
             summary["acc"] = compute_accuracy(output, label)[0].item()
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
+        self.update_lr_after_last_batch()
         return summary
 
     def register_prompt_model(self, model: nn.Module, registered: nn.Module | None = None) -> None:
