@@ -334,7 +334,7 @@ def encode_text_embeddings(
     """
     eot = tokenized.argmax(dim=-1)
     length = int(eot.max()) + 1
-    x = (x + positional_embedding.to(x.dtype))[:, :length]
+    x = x[:, :length] + positional_embedding[:length].to(x.dtype)  # inputs may already end at the last EOT
     x = transformer(x, deep_prompts)
     x = x[torch.arange(x.shape[0], device=x.device), eot]  # (C, D); LN is per token
     return ln_final(x) @ text_projection

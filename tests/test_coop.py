@@ -84,7 +84,7 @@ def test_class_token_order_values() -> None:
     assert order.tolist() == [[0, 1, 2, 5, 3, 4, 6, 7, 8, 9], [0, 1, 2, 5, 6, 3, 4, 7, 8, 9]]
     order = class_token_order(n_ctx=3, name_lens=[2], length=8, position="front")
     assert order.tolist() == [[0, 4, 5, 1, 2, 3, 6, 7]]
-    with pytest.raises(ValueError, match=r"CLASS_TOKEN_POSITION is 'left'; allowed: \['end', 'middle', 'front'\]"):
+    with pytest.raises(ValueError, match=r"class-token position is 'left'; allowed: \['end', 'middle', 'front'\]"):
         class_token_order(4, [1], 10, "left")
 
 

@@ -22,7 +22,7 @@ from yacs.config import CfgNode as CN
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 
-from .common import register_prompt_token_buffers
+from .common import assemble_prompts, register_prompt_token_buffers
 from .coop import CoOpTextPromptTrainer, FrozenTowersCLIP, coop_context
 
 __all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
@@ -74,8 +74,7 @@ class CoCoOpPromptLearner(nn.Module):
 
     def build_prompts(self, ctx: torch.Tensor) -> torch.Tensor:
         """Prompt embeddings ``[C, L, D]`` for one image's context ``[n, D]``."""
-        ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
-        return torch.cat([self.token_prefix.to(ctx.dtype), ctx, self.token_suffix.to(ctx.dtype)], dim=1)
+        return assemble_prompts(self.token_prefix, ctx.unsqueeze(0), self.token_suffix)
 
 
 class CoCoOpCLIP(FrozenTowersCLIP):

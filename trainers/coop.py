@@ -26,12 +26,15 @@ from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 
 from .common import (
+    CLASS_TOKEN_POSITIONS,
     CLIPPromptTrainer,
+    assemble_prompts,
     build_clip_model,
     check_input_size,
+    class_token_order,
     clean_classname,
-    count_phrase_tokens,
     log_trainable_parameters,
+    name_token_counts,
     phrase_context,
     random_context,
     register_prompt_token_buffers,
@@ -49,8 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
 
 @register_cfg_defaults
@@ -87,30 +88,6 @@ def coop_context(
     return ctx, " ".join(["X"] * n_ctx)
 
 
-def class_token_order(n_ctx: int, name_lens: Sequence[int], length: int, position: str) -> torch.Tensor:
-    """Index ``[C, L]`` that rearranges the "end" layout ``[SOT][ctx][class . EOT pad]`` per class.
-
-    ``middle``: ``[SOT][ctx[:n//2]][class][ctx[n//2:]][. EOT pad]``; ``front``: ``[SOT][class][ctx][. EOT pad]``
-    (methods.md §3.2). The sequence length and the EOT position do not change.
-    """
-    if position not in CLASS_TOKEN_POSITIONS:
-        raise ValueError(f"TRAINER.COOP.CLASS_TOKEN_POSITION is {position!r}; allowed: {list(CLASS_TOKEN_POSITIONS)}")
-    rows = []
-    ctx = list(range(1, 1 + n_ctx))
-    half = n_ctx // 2
-    for name_len in name_lens:
-        cls = list(range(1 + n_ctx, 1 + n_ctx + name_len))
-        rest = list(range(1 + n_ctx + name_len, length))
-        if position == "end":
-            order = [0, *ctx, *cls, *rest]
-        elif position == "middle":
-            order = [0, *ctx[:half], *cls, *ctx[half:], *rest]
-        else:
-            order = [0, *cls, *ctx, *rest]
-        rows.append(order)
-    return torch.tensor(rows, dtype=torch.long)
-
-
 class CoOpPromptLearner(nn.Module):
     """Context vectors ``ctx`` (shared ``[n, D]`` or class-specific ``[C, n, D]``) + fixed token embeddings."""
 
@@ -137,20 +114,15 @@ class CoOpPromptLearner(nn.Module):
         if class_token_position == "end":
             self.register_buffer("token_order", None, persistent=False)
         else:
-            name_lens = [count_phrase_tokens(clean_classname(name)) for name in classnames]
+            name_lens = name_token_counts(tokenized, self.n_ctx)
             order = class_token_order(self.n_ctx, name_lens, tokenized.shape[1], class_token_position)
             self.register_buffer("token_order", order, persistent=False)
 
     def build_prompts(self, ctx: torch.Tensor) -> torch.Tensor:
         """Prompt embeddings ``[C, L, D]`` for a context ``[n, D]`` or ``[C, n, D]``."""
         if ctx.dim() == 2:
-            ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
-        prefix = self.token_prefix
-        prompts = torch.cat([prefix.to(ctx.dtype), ctx, self.token_suffix.to(ctx.dtype)], dim=1)  # (C, L, D)
-        if self.token_order is not None:
-            index = self.token_order.unsqueeze(-1).expand(-1, -1, prompts.shape[-1])
-            prompts = prompts.gather(1, index)
-        return prompts
+            ctx = ctx.unsqueeze(0)
+        return assemble_prompts(self.token_prefix, ctx, self.token_suffix, self.token_order)  # (C, L, D)
 
     def forward(self) -> torch.Tensor:
         return self.build_prompts(self.ctx)

@@ -2,7 +2,8 @@
 
 Other trainers import from ``trainers.common`` only the names in ``__all__`` below; each module's docstring says
 what its piece does (``clip_loading``: CLIP weights from the config; ``prompt_text``: prompt templates and context
-initialisation; ``prompt_learner`` / ``prompted_clip``: the text prompt learner and the IVLP model; ``freezing``:
+initialisation; ``prompt_layout``: where the class name sits in the context and the one assembly of prompt
+embeddings; ``prompt_learner`` / ``prompted_clip``: the text prompt learner and the IVLP model; ``freezing``:
 the name rule for what trains; ``checkpoint``: reading our and the official checkpoints; ``zero_shot``: text
 features of a plain CLIP; ``teacher``: the frozen distillation teacher; ``class_subsets``: base-to-novel
 evaluation by logit columns; ``losses``; ``trainer``: the ``CLIPPromptTrainer`` base; ``config``:
@@ -17,6 +18,7 @@ from .clip_loading import build_clip_model, check_input_size, load_clip_state_di
 from .config import VALID_MODALS, trainer_node
 from .freezing import freeze_by_name, is_prompt_parameter, log_trainable_parameters
 from .losses import kl_logit_loss
+from .prompt_layout import CLASS_TOKEN_POSITIONS, assemble_prompts, class_token_order, name_token_counts
 from .prompt_learner import VLPromptLearner
 from .prompt_text import (
     MAX_PHRASE_INIT_CTX,
@@ -42,6 +44,7 @@ from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
 from .zero_shot import class_text_features, ensemble_text_features
 
 __all__ = [
+    "CLASS_TOKEN_POSITIONS",
     "CLIPPromptTrainer",
     "ClassSubsetEvaluator",
     "FrozenTeacher",
@@ -53,10 +56,12 @@ __all__ = [
     "VLPromptLearner",
     "ZERO_SHOT_TEACHER",
     "base_novel_subsets",
+    "assemble_prompts",
     "build_clip_model",
     "build_teacher",
     "check_input_size",
     "class_text_features",
+    "class_token_order",
     "clean_classname",
     "count_phrase_tokens",
     "ensemble_text_features",
@@ -70,6 +75,7 @@ __all__ = [
     "load_clip_state_dict",
     "load_trained_state",
     "log_trainable_parameters",
+    "name_token_counts",
     "persistent_buffer_names",
     "phrase_context",
     "prompt_template",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .prompt_layout import assemble_prompts
 from .prompt_text import init_text_context, register_prompt_token_buffers
 
 __all__ = ["VLPromptLearner"]
@@ -40,6 +41,4 @@ class VLPromptLearner(nn.Module):
         register_prompt_token_buffers(self, clip_model, prefix, classnames, n_ctx)
 
     def forward(self) -> torch.Tensor:
-        ctx = self.ctx.unsqueeze(0).expand(self.n_cls, -1, -1)  # (C, n_ctx, D)
-        prefix = self.token_prefix
-        return torch.cat([prefix, ctx.to(prefix.dtype), self.token_suffix], dim=1)  # (C, L, D)
+        return assemble_prompts(self.token_prefix, self.ctx.unsqueeze(0), self.token_suffix)  # (C, L, D)

@@ -103,7 +103,12 @@ def init_text_context(clip_model: nn.Module, n_ctx: int, ctx_init: str) -> tuple
 
 
 def register_prompt_token_buffers(
-    module: nn.Module, clip_model: nn.Module, prefix: str, classnames: Sequence[str], n_ctx: int
+    module: nn.Module,
+    clip_model: nn.Module,
+    prefix: str,
+    classnames: Sequence[str],
+    n_ctx: int,
+    trim: bool = False,
 ) -> torch.Tensor:
     """Register the fixed token buffers of ``"<prefix> <class name>."`` prompts on ``module``; return the tokens.
 
@@ -111,9 +116,13 @@ def register_prompt_token_buffers(
     ``token_suffix [C, L-1-n_ctx, D]`` (class tokens, ".", EOT, padding), both float32 embeddings from the frozen
     ``clip_model.token_embedding``. The ``n_ctx`` rows in between are replaced by the learnable context. The
     buffers are non-persistent: they are functions of the class names, so checkpoints never carry them
-    (decision 9; upstream files that do have them dropped on load).
+    (upstream files that do have them dropped on load). ``trim`` cuts all three after the last EOT of the
+    classes: the causal text tower never lets later tokens reach the pooled one, so the features are the same
+    and learners that assemble many prompts per step (ProDA) hold ~3x smaller prompt tensors.
     """
     tokenized = clip.tokenize(prompt_texts(prefix, classnames))  # (C, L)
+    if trim:
+        tokenized = tokenized[:, : int(tokenized.argmax(dim=-1).max()) + 1].contiguous()
     with torch.no_grad():
         weight = clip_model.token_embedding.weight
         embedding = clip_model.token_embedding(tokenized.to(weight.device)).float()  # (C, L, D)
