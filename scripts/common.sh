@@ -265,12 +265,24 @@ run_reproduce_base2new() {
 }
 
 # run_each_dataset_and_seed LABEL SCRIPT DATASET...: `bash SCRIPT DATASET SEED` for every DATASET and every seed of
-# SEEDS (default "1 2 3"), all arguments checked before the first run (the promptkd/reproduce_*.sh sweeps).
+# SEEDS (default "1 2 3"), all arguments checked before the first run (the reproduce_*.sh sweeps).
+# run_each_dataset_and_seed LABEL SCRIPT... -- DATASET...: the same with several SCRIPTs, run in order for each
+# dataset and seed (e.g. a train script, then its test script).
 run_each_dataset_and_seed() {
-    local label="$1" script="$2"
-    shift 2
-    local -a seeds
-    local dataset seed
+    local label="$1"
+    shift
+    local -a scripts=() seeds
+    if [[ " $* " == *" -- "* ]]; then
+        while [[ "$1" != "--" ]]; do
+            scripts+=("$1")
+            shift
+        done
+        shift
+    else
+        scripts=("$1")
+        shift
+    fi
+    local dataset seed script
     read -r -a seeds <<<"${SEEDS:-1 2 3}"
     require_data
     for dataset in "$@"; do
@@ -282,7 +294,9 @@ run_each_dataset_and_seed() {
     for dataset in "$@"; do
         for seed in "${seeds[@]}"; do
             echo "=== ${label}: ${dataset} seed ${seed}"
-            bash "${script}" "${dataset}" "${seed}"
+            for script in "${scripts[@]}"; do
+                bash "${script}" "${dataset}" "${seed}"
+            done
         done
     done
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-METHOD_DIRS = ("promptkd", "promptsrc", "independent-vlp", "maple", "cocoop", "coop", "zsclip")
+METHOD_DIRS = ("promptkd", "promptsrc", "independent-vlp", "maple", "cocoop", "coop", "zsclip", "proda")
 SCRIPTS = sorted(path for folder in METHOD_DIRS for path in (ROOT / "scripts" / folder).glob("*.sh"))
 # scripts whose arguments are all optional (dataset list)
 OPTIONAL_ARGS = {"reproduce_base2new.sh", "reproduce_xd.sh"}
@@ -292,6 +292,35 @@ def test_reproduce_base2new_skips_finished_runs_only(stub_env: dict[str, str], t
     assert weights == {"1000.0"}
 
 
+def test_proda_reproduce_runs_train_then_test_per_dataset_and_seed(stub_env: dict[str, str], tmp_path: Path) -> None:
+    cfg = "ProDA/vit_b16_c16_ep100_batch4"
+    base = tmp_path / "output/base2new"
+    for seed in (1, 2):  # dtd trained already (skipped); its novel-class tests still run
+        trained = base / f"train_base/dtd/shots_16/{cfg}/seed{seed}"
+        trained.mkdir(parents=True)
+        (trained / "results.jsonl").write_text(json.dumps({"event": "eval", "phase": "final"}) + "\n")
+    stub_env["SEEDS"] = "1 2"
+    proc = _run("proda/reproduce_base2new.sh", "dtd", env=stub_env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Skipping") == 2
+    calls = [c["argv"] for c in _calls(stub_env)]
+    assert [(_flag(a, "--seed"), _flag(a, "--model-dir"), "--eval-only" in a) for a in calls] == [
+        (str(s), str(base / f"train_base/dtd/shots_16/{cfg}/seed{s}"), True) for s in (1, 2)
+    ]
+    assert [_flag(a, "--output-dir") for a in calls] == [
+        str(base / f"test_new/dtd/shots_16/{cfg}/seed{s}") for s in (1, 2)
+    ]
+    stub_env["SEEDS"] = "1"
+    proc = _run(
+        "proda/reproduce_base2new.sh", "caltech101", env=stub_env
+    )  # train, then test of a run the stub never made
+    assert proc.returncode == 2 and "no trained model in" in proc.stderr
+    (train_call,) = [c["argv"] for c in _calls(stub_env)][2:]
+    assert _flag(train_call, "--trainer") == "ProDA" and _opts(train_call)["DATASET.SUBSAMPLE_CLASSES"] == "base"
+    proc = _run("proda/reproduce_base2new.sh", "caltech_101", env=stub_env)
+    assert proc.returncode == 2 and "unknown dataset 'caltech_101'" in proc.stderr
+
+
 def test_reproduce_xd_default_loop_and_cross_opts(stub_env: dict[str, str]) -> None:
     stub_env["SEEDS"] = "1"
     proc = _run("promptkd/reproduce_xd.sh", env=stub_env)
@@ -336,6 +365,7 @@ def _golden_cases() -> list[tuple[str, tuple[str, ...], list[list[str]]]]:
         ("independent-vlp", "_ivlp", "IVLP", "vit_b16_c2_ep20_batch4_4+4ctx", 20),
         ("maple", "_maple", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", 5),
         ("promptsrc", "", "PromptSRC", "vit_b16_c2_ep20_batch4_4+4ctx", 20),
+        ("proda", "", "ProDA", "vit_b16_c16_ep100_batch4", 100),
     ]
     shots_16 = "DATASET.NUM_SHOTS 16"
     for folder, suffix, trainer, cfg, loadep in base2new:

@@ -1,6 +1,6 @@
 """Prompt-learning trainers; importing this package registers every trainer and its config defaults.
 
-Registered names (``--trainer``): ZeroshotCLIP, ZeroshotCLIP2, CoOp, CoCoOp, IVLP, MaPLe, PromptSRC, PromptKD.
+Registered names (``--trainer``): ZeroshotCLIP, ZeroshotCLIP2, CoOp, CoCoOp, IVLP, MaPLe, PromptSRC, PromptKD, ProDA.
 Shared pieces live in :mod:`trainers.common`.
 """
 
@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (registration side effects)
     coop,
     ivlp,
     maple,
+    proda,
     promptkd,
     promptsrc,
     zsclip,
