@@ -216,7 +216,7 @@ def _compare_with_published(entry: MirrorDataset, counts: SplitCounts) -> str:
 def _manual_hint(entry: MirrorDataset, url: str) -> str:
     return (
         f"to do it by hand, download {url} and unzip it into --root so that {entry.folder}/ appears "
-        f"(see {DATASETS_DOC}, section {entry.reader})"
+        f"(see {DATASETS_DOC}, section `{entry.folder}`)"
     )
 
 
@@ -258,13 +258,13 @@ def install_dataset(
             except DownloadError as err:
                 raise DownloadError(
                     f"{target} exists but is incomplete ({err}); it was left untouched: move it away and rerun, "
-                    f"or complete it by hand (see {DATASETS_DOC}, section {entry.reader})"
+                    f"or complete it by hand (see {DATASETS_DOC}, section `{entry.folder}`)"
                 ) from err
     remote = listing.get(entry.archive)
     if remote is None:
         raise DownloadError(
             f"{transport.source} has no {entry.archive} (it lists: {', '.join(sorted(listing)[:20]) or 'nothing'}); "
-            f"get {entry.folder}/ from its official source (see {DATASETS_DOC}, section {entry.reader})"
+            f"get {entry.folder}/ from its official source (see {DATASETS_DOC}, section `{entry.folder}`)"
         )
     url = transport.url_of(remote)
     staging = _staging_root(root) / entry.folder
@@ -307,14 +307,14 @@ def _imagenet_instructions(root: Path) -> str:
         f"imagenet: not on the mirror (its licence requires registration). Download the ILSVRC-2012 train and "
         f"val images from {IMAGENET_URL}, unpack them into {root / 'imagenet'}/images/train/<wnid>/ and "
         f"images/val/<wnid>/ (sort val into wnid folders with the devkit labels), put classnames.txt in "
-        f"{root / 'imagenet'}/{copy}; see {DATASETS_DOC}, section ImageNet"
+        f"{root / 'imagenet'}/{copy}; see {DATASETS_DOC}, section `imagenet`"
     )
 
 
 def _plan_line(entry: MirrorDataset, root: Path, transport: Transport, listing: dict[str, RemoteFile] | None) -> str:
     target = root / entry.folder
     if entry.archive is None:
-        return f"{entry.name}: manual download ({DATASETS_DOC}, section {entry.reader}) -> {target}"
+        return f"{entry.name}: manual download ({DATASETS_DOC}, section `{entry.folder}`) -> {target}"
     if target.exists():
         return f"{entry.name}: {target} exists; it would only be verified"
     remote = (listing or {}).get(entry.archive)

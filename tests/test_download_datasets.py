@@ -120,7 +120,7 @@ def test_an_archive_missing_a_file_is_refused_and_leaves_nothing(mirror, tmp_pat
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "nothing was installed" in lines[0]
-    assert "DATASETS.md, section DescribableTextures" in lines[0]
+    assert "DATASETS.md, section `dtd`" in lines[0]
     assert sorted(p.name for p in root.iterdir()) == []
 
 
@@ -162,7 +162,7 @@ def test_dry_run_lists_urls_sizes_and_targets_and_fetches_nothing(mirror, tmp_pa
     assert rc == 0 and fake.fetches == [] and not root.exists()
     lines = out.strip().splitlines()
     assert f"dtd: https://example.invalid/mirror/dtd.zip (0.00 GB) -> {root / 'dtd'}" in lines
-    assert f"imagenet: manual download (DATASETS.md, section ImageNet) -> {root / 'imagenet'}" in lines
+    assert f"imagenet: manual download (DATASETS.md, section `imagenet`) -> {root / 'imagenet'}" in lines
     assert "ucf101: ucf101.zip is NOT in https://example.invalid/mirror" in lines
 
 
