@@ -40,12 +40,12 @@ from .transfer import (
     HubTransport,
     RemoteFile,
     Transport,
+    cli_logging,
     extract_archive,
     fetch_verified,
     remove_tree,
     require_free_space,
     run_command,
-    setup_cli_logging,
 )
 
 __all__ = [
@@ -388,11 +388,11 @@ def run(args: argparse.Namespace, transport: Transport) -> int:
 
 def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_cli_logging(__name__, "datasets.transfer")
     if transport is None:
         fallback = "dataset" if args.repo_type is None else None
         transport = HubTransport(args.repo, args.repo_type or MIRROR_REPO_TYPE, args.revision, fallback)
-    return run_command(lambda: run(args, transport), args.debug)
+    with cli_logging(__name__, "datasets.transfer"):
+        return run_command(lambda: run(args, transport), args.debug)
 
 
 if __name__ == "__main__":

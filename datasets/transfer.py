@@ -22,7 +22,7 @@ import shutil
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -43,7 +43,7 @@ __all__ = [
     "is_archive",
     "require_free_space",
     "remove_tree",
-    "setup_cli_logging",
+    "cli_logging",
     "run_command",
 ]
 
@@ -297,28 +297,35 @@ def remove_tree(path: Path) -> None:
         path.unlink()
 
 
-def setup_cli_logging(*names: str) -> None:
-    """INFO lines of the named loggers on stdout, warnings and errors of every logger on stderr.
+@contextlib.contextmanager
+def cli_logging(*names: str) -> Iterator[None]:
+    """While a command runs: INFO lines of the named loggers on stdout, warnings and errors on stderr.
 
-    Handlers installed by an earlier call are replaced, so calling a command's ``main`` twice prints once.
+    Handlers and levels are restored afterwards, so calling a command's ``main`` in-process (tests, notebooks)
+    leaves the caller's logging as it was.
     """
-    root_logger = logging.getLogger()
-    for handler in [h for h in root_logger.handlers if getattr(h, "_promptkd_cli", False)]:
-        root_logger.removeHandler(handler)
     out = logging.StreamHandler(sys.stdout)
     out.setLevel(logging.INFO)
     out.addFilter(lambda record: record.levelno < logging.WARNING)
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.WARNING)
+    levels = {"": logging.WARNING, **dict.fromkeys(names, logging.INFO)}
+    # client retries are reported once, by the command's own error line
+    levels.update(dict.fromkeys(("huggingface_hub", "urllib3", "filelock"), logging.ERROR))
+    saved = {name: logging.getLogger(name or None).level for name in levels}
+    root_logger = logging.getLogger()
     for handler in (out, err):
-        handler._promptkd_cli = True
         handler.setFormatter(logging.Formatter("%(message)s"))
         root_logger.addHandler(handler)
-    root_logger.setLevel(logging.WARNING)
-    for name in names:
-        logging.getLogger(name).setLevel(logging.INFO)
-    for noisy in ("huggingface_hub", "urllib3", "filelock"):  # retries are reported once, by our error line
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    try:
+        yield
+    finally:
+        for handler in (out, err):
+            root_logger.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name or None).setLevel(level)
 
 
 def run_command(body: Callable[[], int], debug: bool) -> int:

@@ -6,6 +6,7 @@ The mirror is replaced by `FakeTransport` serving zip archives of the synthetic 
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -75,12 +76,14 @@ def test_a_second_run_only_verifies_and_touches_nothing(mirror, tmp_path, capsys
     root = tmp_path / "data"
     assert _run(capsys, "dtd", "eurosat", "--root", root, transport=FakeTransport(files))[0] == 0
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    handlers, level = list(logging.getLogger().handlers), logging.getLogger().level
     again = FakeTransport(files)
     rc, out, _ = _run(capsys, "dtd", "eurosat", "--root", root, transport=again)
     assert rc == 0
     assert "dtd: present" in out and "eurosat: present" in out
     assert again.listings == 0 and again.fetches == []  # nothing to fetch: no network needed
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+    assert (logging.getLogger().handlers, logging.getLogger().level) == (handlers, level)  # logging restored
 
 
 def test_an_interrupted_transfer_resumes_and_installs_nothing_until_complete(mirror, tmp_path, capsys):

@@ -40,12 +40,12 @@ from datasets.transfer import (
     DriveFolderTransport,
     RemoteFile,
     Transport,
+    cli_logging,
     extract_archive,
     fetch_verified,
     is_archive,
     remove_tree,
     run_command,
-    setup_cli_logging,
 )
 
 from .promptkd import default_teacher_checkpoint, infer_teacher_design
@@ -377,10 +377,10 @@ def run(args: argparse.Namespace, transport: Transport, dest: Path) -> int:
 
 def main(argv: Sequence[str] | None = None, transport: Transport | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_cli_logging(__name__, "datasets.transfer")
     transport = transport or DriveFolderTransport(args.folder_id)
     dest = Path(args.dest).expanduser().absolute()
-    return run_command(lambda: run(args, transport, dest), args.debug)
+    with cli_logging(__name__, "datasets.transfer"):
+        return run_command(lambda: run(args, transport, dest), args.debug)
 
 
 if __name__ == "__main__":
