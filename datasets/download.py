@@ -32,10 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dassl.data.datasets import DATASET_REGISTRY
-
-from .common import DATASETS_DOC
-from .reader_base import TestOnlyDataset
-from .transfer import (
+from dassl.utils.transfer import (
     DownloadError,
     HubTransport,
     RemoteFile,
@@ -47,6 +44,9 @@ from .transfer import (
     require_free_space,
     run_command,
 )
+
+from .common import DATASETS_DOC
+from .reader_base import TestOnlyDataset
 
 __all__ = [
     "MIRROR_REPO",
@@ -391,7 +391,7 @@ def main(argv: Sequence[str] | None = None, transport: Transport | None = None) 
     if transport is None:
         fallback = "dataset" if args.repo_type is None else None
         transport = HubTransport(args.repo, args.repo_type or MIRROR_REPO_TYPE, args.revision, fallback)
-    with cli_logging(__name__, "datasets.transfer"):
+    with cli_logging(__name__, "dassl.utils.transfer"):
         return run_command(lambda: run(args, transport), args.debug)
 
 

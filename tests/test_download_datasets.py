@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dassl.utils.transfer import DownloadError, HubTransport, RemoteFile, extract_archive
 from datasets.download import CATALOG, main, resolve_datasets
-from datasets.transfer import DownloadError, HubTransport, RemoteFile, extract_archive
 from tests.helpers.dataset_fixtures import make_dataset_cfg, make_dtd, make_eurosat, make_fgvc_aircraft, make_imagenet_a
 from tests.helpers.fake_transport import FakeTransport, tar_tree, zip_tree
 

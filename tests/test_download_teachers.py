@@ -75,13 +75,14 @@ def test_teachers_land_where_promptkd_reads_them_by_default(release, tmp_path, c
     ]
     # PromptKD's default lookup (relative to the working directory) finds them
     from dassl.config import apply_cfg_defaults, get_cfg_default
-    from trainers.promptkd import resolve_teacher_checkpoint
+    from trainers.common import resolve_teacher_checkpoint
+    from trainers.promptkd import default_teacher_checkpoint
 
     monkeypatch.chdir(tmp_path)
     for name, modal in (("EuroSAT", "base2novel"), ("StanfordCars", "base2novel"), ("Caltech101", "cross")):
         cfg = apply_cfg_defaults(get_cfg_default())
         cfg.DATASET.NAME, cfg.TRAINER.MODAL = name, modal
-        path = resolve_teacher_checkpoint(cfg)
+        path = resolve_teacher_checkpoint("", default_teacher_checkpoint(cfg), "TRAINER.PROMPTKD.TEACHER_CKPT")
         assert check_teacher(Path(path), TEACHERS["ImageNet-xd" if modal == "cross" else name])
 
 

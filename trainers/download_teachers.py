@@ -33,8 +33,7 @@ from pathlib import Path, PurePosixPath
 from yacs.config import CfgNode as CN
 
 from dassl.utils import load_checkpoint
-from datasets.common import DATASETS_DOC
-from datasets.transfer import (
+from dassl.utils.transfer import (
     ARCHIVE_SUFFIXES,
     DownloadError,
     DriveFolderTransport,
@@ -48,7 +47,8 @@ from datasets.transfer import (
     run_command,
 )
 
-from .promptkd import default_teacher_checkpoint, infer_teacher_design
+from .common import infer_teacher_design
+from .promptkd import default_teacher_checkpoint
 
 __all__ = [
     "TEACHER_FOLDER_ID",
@@ -90,6 +90,8 @@ class ReleasedTeacher:
         return {_key(self.name), *map(_key, self.aliases)}
 
 
+DATASETS_DOC = "DATASETS.md"  # where the manual steps are described
+
 TEACHERS: dict[str, ReleasedTeacher] = {
     t.name: t
     for t in (
@@ -128,14 +130,6 @@ def resolve_teachers(names: Sequence[str]) -> list[ReleasedTeacher]:
     chosen: list[ReleasedTeacher] = []
     for name in names:
         match = next((t for t in TEACHERS.values() if _key(name) in t.keys()), None)
-        if match is None:
-            from datasets.download import resolve_datasets
-
-            try:
-                reader = resolve_datasets([name])[0].reader
-            except DownloadError:
-                reader = None
-            match = TEACHERS.get(reader) if reader else None
         if match is None:
             raise DownloadError(f"no released teacher for {name!r}; choose from: all, {', '.join(TEACHERS)}")
         if match not in chosen:
@@ -379,7 +373,7 @@ def main(argv: Sequence[str] | None = None, transport: Transport | None = None) 
     args = _parser().parse_args(argv)
     transport = transport or DriveFolderTransport(args.folder_id)
     dest = Path(args.dest).expanduser().absolute()
-    with cli_logging(__name__, "datasets.transfer"):
+    with cli_logging(__name__, "dassl.utils.transfer"):
         return run_command(lambda: run(args, transport, dest), args.debug)
 
 

@@ -1,4 +1,4 @@
-"""A `datasets.transfer.Transport` without a network, serving archives built from the synthetic fixtures.
+"""A `dassl.utils.transfer.Transport` without a network, serving archives built from the synthetic fixtures.
 
 `FakeTransport` behaves like the real clients where the commands depend on it: a listing with sizes (and
 SHA-256 where the Hub gives one), a fetch that writes ``<name>.part`` and renames it when complete, resumes a
@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from datasets.transfer import DownloadError, RemoteFile
+from dassl.utils.transfer import DownloadError, RemoteFile
 
 
 def zip_tree(folder: Path, archive: Path, arc_root: str | None = None, skip: tuple[str, ...] = ()) -> Path:

@@ -16,6 +16,7 @@ what to do by hand.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -29,8 +30,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 
 from tqdm import tqdm
-
-from clip.download import sha256_file
 
 __all__ = [
     "DownloadError",
@@ -48,6 +47,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (archives are several GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
