@@ -7,14 +7,14 @@ import pytest
 import torch
 
 import clip
-from tests.helpers.baseline_trainer_runs import (
+from tests.helpers.tiny_clip import tiny_clip_state_dict
+from tests.helpers.trainer_runs import (
     gradient_report,
     last_accuracy,
     load_saved_state,
     make_tiny_setup,
     run_train,
 )
-from tests.helpers.tiny_clip import tiny_clip_state_dict
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPromptLearner
 from trainers.coop import CoOpCLIP, CoOpPromptLearner
 

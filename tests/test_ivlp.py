@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from clip.model import CLIP
-from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
+from tests.helpers.trainer_runs import read_results, run_env_train
 from trainers.common import PromptedCLIP, freeze_by_name, ivlp_design
 
 CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
@@ -17,10 +17,10 @@ PROMPT_KEYS = {
 }
 
 
-def test_ivlp_trains_saves_prompts_only_and_eval_only_reproduces(trainer_env, tmp_path):  # noqa: F811
+def test_ivlp_trains_saves_prompts_only_and_eval_only_reproduces(trainer_env, tmp_path):
     out = tmp_path / "train"
     opts = ("DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base")
-    trainer = run_train(trainer_env, "IVLP", CONFIG, out, *opts)
+    trainer = run_env_train(trainer_env, "IVLP", CONFIG, out, *opts)
     final = read_results(out)[-1]
     assert final["phase"] == "final" and final["classes"] == "base" and final["metrics"]["total"] == 6
     log = (out / "log.txt").read_text()
@@ -34,16 +34,16 @@ def test_ivlp_trains_saves_prompts_only_and_eval_only_reproduces(trainer_env, tm
     for flags in ((), ("--load-epoch", "2")):  # without --load-epoch: the 'checkpoint' pointer (no best file)
         ev = tmp_path / f"eval{len(flags)}"
         eval_flags = ("--eval-only", "--model-dir", str(out), *flags)
-        evaluator = run_train(trainer_env, "IVLP", CONFIG, ev, *opts, flags=eval_flags)
+        evaluator = run_env_train(trainer_env, "IVLP", CONFIG, ev, *opts, flags=eval_flags)
         torch.testing.assert_close(evaluator.model.prompt_learner.ctx, trained, rtol=0, atol=0)
         record = read_results(ev)[-1]
         assert record["phase"] == "eval_only" and record["metrics"] == final["metrics"]
 
 
-def test_full_upstream_style_checkpoint_loads(trainer_env, tmp_path):  # noqa: F811
+def test_full_upstream_style_checkpoint_loads(trainer_env, tmp_path):
     out = tmp_path / "train"
     opts = ("DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base")
-    trainer = run_train(trainer_env, "IVLP", CONFIG, out, *opts, flags=("--no-train",))
+    trainer = run_env_train(trainer_env, "IVLP", CONFIG, out, *opts, flags=("--no-train",))
     model = trainer.model
     with torch.no_grad():
         for param in model.parameters():
@@ -57,7 +57,7 @@ def test_full_upstream_style_checkpoint_loads(trainer_env, tmp_path):  # noqa: F
     torch.save({"state_dict": full, "epoch": 20, "optimizer": None, "scheduler": None, "val_result": None},
                tmp_path / "up" / "VLPromptLearner" / "model-best.pth.tar")  # fmt: skip
     eval_flags = ("--eval-only", "--model-dir", str(tmp_path / "up"))
-    fresh = run_train(trainer_env, "IVLP", CONFIG, tmp_path / "ev", *opts, flags=eval_flags)
+    fresh = run_env_train(trainer_env, "IVLP", CONFIG, tmp_path / "ev", *opts, flags=eval_flags)
     for name, param in fresh.model.named_parameters():
         if param.requires_grad:
             torch.testing.assert_close(param.cpu(), full[name].float().cpu(), rtol=0, atol=0)

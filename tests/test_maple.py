@@ -8,14 +8,14 @@ import torch
 
 import clip
 from dassl.utils import save_checkpoint
-from tests.helpers.baseline_trainer_runs import (
+from tests.helpers.tiny_clip import tiny_clip_state_dict
+from tests.helpers.trainer_runs import (
     gradient_report,
     last_accuracy,
     load_saved_state,
     make_tiny_setup,
     run_train,
 )
-from tests.helpers.tiny_clip import tiny_clip_state_dict
 from trainers.common import freeze_by_name
 from trainers.maple import MaPLeCLIP, MultiModalPromptLearner
 

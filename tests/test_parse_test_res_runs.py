@@ -12,7 +12,7 @@ import pytest
 
 from reporting.cli import main
 from reporting.logparse import parse_log_file
-from tests.helpers.baseline_trainer_runs import make_tiny_setup, run_train
+from tests.helpers.trainer_runs import make_tiny_setup, run_train
 
 KD_CFG = "vit_b16_c2_ep20_batch8_4+4ctx"
 SRC_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"

@@ -14,7 +14,7 @@ import pytest
 from reporting.cli import main
 from reporting.runs import collect_runs
 from reporting.tables import build_tables
-from tests.test_parse_test_res_fixtures import (
+from tests.helpers.result_trees import (
     eval_log,
     jsonl_record,
     promptkd_b2n_run,

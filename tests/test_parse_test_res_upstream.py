@@ -8,7 +8,7 @@ import pytest
 
 from reporting.cli import main
 from reporting.logparse import parse_log_text, upstream_metric_regex
-from tests.test_parse_test_res_fixtures import eval_log, upstream_log, write
+from tests.helpers.result_trees import eval_log, upstream_log, write
 
 
 def _seed_tree(root, finals, val_accs=(99.9, 98.8), name="exp") -> str:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import clip
 from clip.model import CLIP
-from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
+from tests.helpers.trainer_runs import read_results, run_env_train
 from trainers.common import freeze_by_name, ivlp_design, load_clip_state_dict, prompt_texts
 from trainers.promptkd import PromptKDStudent
 
@@ -36,7 +36,7 @@ STUDENT_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def teacher_run(trainer_env, tmp_path_factory):  # noqa: F811
+def teacher_run(trainer_env, tmp_path_factory):
     """A ViT-L/14-style teacher trained by our PromptSRC on the base classes (the README's stage 1)."""
     out = tmp_path_factory.mktemp("teacher")
     opts = (
@@ -47,7 +47,7 @@ def teacher_run(trainer_env, tmp_path_factory):  # noqa: F811
         "DATASET.SUBSAMPLE_CLASSES",
         "base",
     )
-    trainer = run_train(trainer_env, "PromptSRC", "vit_l14_c2_ep20_batch8_4+4ctx", out, *opts)
+    trainer = run_env_train(trainer_env, "PromptSRC", "vit_l14_c2_ep20_batch8_4+4ctx", out, *opts)
     with torch.no_grad():
         base_text_features = trainer.model.encode_text()  # (3 base classes, 48)
     return {"dir": out, "base_text_features": base_text_features, "model": trainer.model}
@@ -59,9 +59,9 @@ def kd_opts(env: dict, teacher_ckpt: str, *more: str) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module")
-def distilled(trainer_env, teacher_run, tmp_path_factory):  # noqa: F811
+def distilled(trainer_env, teacher_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("kd")
-    trainer = run_train(trainer_env, "PromptKD", CONFIG, out, *kd_opts(trainer_env, str(teacher_run["dir"])))
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, out, *kd_opts(trainer_env, str(teacher_run["dir"])))
     return {"dir": out, "trainer": trainer, "text_tower_runs": [t.text_tower_runs for t in trainer.teachers]}
 
 
@@ -97,11 +97,11 @@ def test_end_to_end_distillation_reports_base_novel_hm(distilled, teacher_run):
     torch.testing.assert_close(ckpt["state_dict"]["text_features"].cpu(), features)
 
 
-def test_eval_only_needs_no_teacher(trainer_env, distilled, tmp_path, monkeypatch):  # noqa: F811
+def test_eval_only_needs_no_teacher(trainer_env, distilled, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./teacher_model here, and the teacher CLIP path does not exist either
     opts = ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", str(tmp_path / "missing.pt"))
     flags = ("--eval-only", "--model-dir", str(distilled["dir"]), "--load-epoch", "2")
-    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "eval", *opts, flags=flags)
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "eval", *opts, flags=flags)
     assert trainer.teachers == []  # no teacher built, so no text-tower pass
     trained = read_results(distilled["dir"])[-3:]
     evaluated = read_results(tmp_path / "eval")
@@ -126,7 +126,7 @@ def _official_teacher_file(teacher_run, path, drop=()):
 
 
 def test_official_layout_teacher_loads_from_the_default_location(
-    trainer_env,  # noqa: F811
+    trainer_env,
     teacher_run,
     distilled,
     tmp_path,
@@ -136,7 +136,9 @@ def test_official_layout_teacher_loads_from_the_default_location(
     folder = tmp_path / "teacher_model" / "Caltech101" / "VLPromptLearner"
     state = _official_teacher_file(teacher_run, folder / "model-best.pth.tar")
     no_train = ("--no-train",)
-    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, ""), flags=no_train)
+    trainer = run_env_train(
+        trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, ""), flags=no_train
+    )
     log = (tmp_path / "out" / "log.txt").read_text()
     assert "teacher_model/Caltech101/VLPromptLearner/model-best.pth.tar" in log
     assert "vision depth 3 x 4 tokens, text depth 3 x 4 tokens" in log  # design read from the keys
@@ -147,7 +149,7 @@ def test_official_layout_teacher_loads_from_the_default_location(
 
     # any of model-best.pth.tar / model.pth.tar-N in a folder
     (folder / "model-best.pth.tar").rename(folder / "model.pth.tar-20")
-    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out2", *kd_opts(trainer_env, str(folder)),
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out2", *kd_opts(trainer_env, str(folder)),
                         flags=no_train)  # fmt: skip
     torch.testing.assert_close(trainer.model.text_features.cpu(), expected.cpu(), atol=2e-3, rtol=0)
 
@@ -160,18 +162,18 @@ def test_official_layout_teacher_loads_from_the_default_location(
         ("image_encoder.VPT", "no 'image_encoder.VPT'"),
     ],
 )
-def test_teacher_with_a_missing_prompt_key_fails_clearly(trainer_env, teacher_run, tmp_path, missing, message):  # noqa: F811
+def test_teacher_with_a_missing_prompt_key_fails_clearly(trainer_env, teacher_run, tmp_path, missing, message):
     path = tmp_path / "teacher.pth.tar"
     _official_teacher_file(teacher_run, path, drop=(missing,))
     with pytest.raises(KeyError, match=message):
-        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, str(path)),
+        run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, str(path)),
                   flags=("--no-train",))  # fmt: skip
 
 
-def test_kd_step_uses_the_formula_and_learns_the_teacher(trainer_env, teacher_run, tmp_path):  # noqa: F811
+def test_kd_step_uses_the_formula_and_learns_the_teacher(trainer_env, teacher_run, tmp_path):
     opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TRAINER.PROMPTKD.KD_WEIGHT", "3.0",
                    "TRAINER.PROMPTKD.TEMPERATURE", "2.0", "TRAINER.PROMPTKD.PREC", "fp32")  # fmt: skip
-    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *opts, flags=("--no-train",))
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *opts, flags=("--no-train",))
     batch = next(iter(trainer.train_loader_x))
     image = batch["img"].to(trainer.device)
     batch["label"] = torch.full_like(batch["label"], -100)  # labels are never read
@@ -208,8 +210,8 @@ def test_kd_step_uses_the_formula_and_learns_the_teacher(trainer_env, teacher_ru
     assert agreement_after > agreement_before and agreement_after >= 0.75
 
 
-def test_zero_shot_teacher_is_a_config_choice(trainer_env, tmp_path):  # noqa: F811
-    trainer = run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, "none"),
+def test_zero_shot_teacher_is_a_config_choice(trainer_env, tmp_path):
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *kd_opts(trainer_env, "none"),
                         flags=("--no-train",))  # fmt: skip
     plain = clip.build_model(load_clip_state_dict(trainer.cfg, trainer_env["teacher"]))
     texts = prompt_texts("a photo of a", trainer.dm.dataset.classnames)
@@ -218,24 +220,24 @@ def test_zero_shot_teacher_is_a_config_choice(trainer_env, tmp_path):  # noqa: F
     torch.testing.assert_close(trainer.model.text_features.cpu(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_cross_modal_in_bf16_evaluates_all_classes(trainer_env, teacher_run, tmp_path):  # noqa: F811
+def test_cross_modal_in_bf16_evaluates_all_classes(trainer_env, teacher_run, tmp_path):
     opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TRAINER.MODAL", "cross", "TRAINER.PROMPTKD.PREC", "bf16",
                    "OPTIM.MAX_EPOCH", "1")  # fmt: skip
-    run_train(trainer_env, "PromptKD", CROSS_CONFIG, tmp_path / "out", *opts)
+    run_env_train(trainer_env, "PromptKD", CROSS_CONFIG, tmp_path / "out", *opts)
     records = read_results(tmp_path / "out")
     assert [(r["classes"], r["metrics"]["total"]) for r in records] == [("all", 10)]
     assert re.search(r"bf16 autocast on (cpu|cuda)", (tmp_path / "out" / "log.txt").read_text())
 
 
-def test_selection_on_test_images_needs_the_explicit_key(trainer_env, teacher_run, tmp_path):  # noqa: F811
+def test_selection_on_test_images_needs_the_explicit_key(trainer_env, teacher_run, tmp_path):
     opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TEST.FINAL_MODEL", "best_val")
     with pytest.raises(ValueError, match="SELECT_ON_TEST True"):
-        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "a", *opts, flags=("--no-train",))
+        run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "a", *opts, flags=("--no-train",))
     with pytest.raises(ValueError, match="CE_WEIGHT"):
         ce_opts = kd_opts(trainer_env, "none", "TRAINER.PROMPTKD.CE_WEIGHT", "1.0")
-        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "b", *ce_opts, flags=("--no-train",))
+        run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "b", *ce_opts, flags=("--no-train",))
     out = tmp_path / "c"
-    run_train(
+    run_env_train(
         trainer_env, "PromptKD", CONFIG, out, *opts, "TRAINER.PROMPTKD.SELECT_ON_TEST", "True", "OPTIM.MAX_EPOCH", "1"
     )
     assert "base-class TEST images" in (out / "log.txt").read_text()
@@ -269,7 +271,7 @@ def test_trainable_parameter_count_at_real_size():
     assert sum(p.numel() for n, p in teacher.named_parameters() if "VPT" in n) + 4 * 768 == 64_512
 
 
-def test_upstream_student_file_uses_the_teachers_features(trainer_env, teacher_run, distilled, tmp_path):  # noqa: F811
+def test_upstream_student_file_uses_the_teachers_features(trainer_env, teacher_run, distilled, tmp_path):
     """Upstream student checkpoints hold the whole student (frozen backbone too) but no text features."""
     state = distilled["trainer"].model.state_dict()
     assert "image_encoder.conv1.weight" in state and "logit_scale" in state
@@ -278,26 +280,26 @@ def test_upstream_student_file_uses_the_teachers_features(trainer_env, teacher_r
     torch.save({"state_dict": state, "epoch": 2, "optimizer": None, "scheduler": None},
                tmp_path / "up" / "VLPromptLearner" / "model.pth.tar-2")  # fmt: skip
     flags = ("--eval-only", "--model-dir", str(tmp_path / "up"), "--load-epoch", "2")
-    run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev", *kd_opts(trainer_env, str(teacher_run["dir"])),
+    run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev", *kd_opts(trainer_env, str(teacher_run["dir"])),
               flags=flags)  # fmt: skip
     expected = [r["metrics"] for r in read_results(distilled["dir"])[-3:-1]]
     assert [r["metrics"] for r in read_results(tmp_path / "ev")[:2]] == expected
     with pytest.raises(KeyError, match="no 'text_features'"):
         no_teacher = kd_opts(trainer_env, str(tmp_path / "absent"))
-        run_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev2", *no_teacher, flags=flags)
+        run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "ev2", *no_teacher, flags=flags)
 
 
-def test_resume_restores_prompts_projector_and_stored_features(trainer_env, teacher_run, tmp_path):  # noqa: F811
+def test_resume_restores_prompts_projector_and_stored_features(trainer_env, teacher_run, tmp_path):
     opts = kd_opts(trainer_env, str(teacher_run["dir"]), "TRAIN.CHECKPOINT_FREQ", "1")
     full = tmp_path / "full"
-    run_train(trainer_env, "PromptKD", CONFIG, full, *opts)
+    run_env_train(trainer_env, "PromptKD", CONFIG, full, *opts)
     resumed = tmp_path / "resumed"
     shutil.copytree(full, resumed)
     folder = resumed / "VLPromptLearner"
     (folder / "model.pth.tar-2").unlink()  # as if interrupted after epoch 1
     (folder / "checkpoint").write_text("model.pth.tar-1\n")
     (resumed / "results.jsonl").unlink()
-    run_train(trainer_env, "PromptKD", CONFIG, resumed, *opts)
+    run_env_train(trainer_env, "PromptKD", CONFIG, resumed, *opts)
     a = torch.load(full / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)["state_dict"]
     b = torch.load(folder / "model.pth.tar-2", weights_only=True)["state_dict"]
     assert set(a) == set(b) == STUDENT_KEYS

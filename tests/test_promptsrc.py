@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import clip
-from tests.test_trainers_common import read_results, run_train, trainer_env  # noqa: F401 (fixture)
+from tests.helpers.trainer_runs import read_results, run_env_train
 from trainers.common import load_clip_state_dict
 from trainers.promptsrc import GaussianPromptAggregator, gpa_weights, promptsrc_loss
 from trainers.templates import IMAGENET_TEMPLATES
@@ -82,9 +82,9 @@ def test_promptsrc_loss_terms_match_hand_computation():
     assert terms["loss"].item() == pytest.approx(ce + kl + text + image, rel=1e-5)
 
 
-def test_promptsrc_trains_with_frozen_references_and_upstream_checkpoint_keys(trainer_env, tmp_path):  # noqa: F811
+def test_promptsrc_trains_with_frozen_references_and_upstream_checkpoint_keys(trainer_env, tmp_path):
     out = tmp_path / "train"
-    trainer = run_train(trainer_env, "PromptSRC", CONFIG, out, *BASE)
+    trainer = run_env_train(trainer_env, "PromptSRC", CONFIG, out, *BASE)
     model = trainer.model
     classnames = trainer.dm.dataset.classnames
     state_dict = load_clip_state_dict(trainer.cfg)
@@ -122,22 +122,22 @@ def test_promptsrc_trains_with_frozen_references_and_upstream_checkpoint_keys(tr
 
     final = read_results(out)[-1]
     ev = tmp_path / "eval"
-    run_train(
+    run_env_train(
         trainer_env, "PromptSRC", CONFIG, ev, *BASE, flags=("--eval-only", "--model-dir", str(out), "--load-epoch", "2")
     )
     assert read_results(ev)[-1]["metrics"] == final["metrics"]
 
 
-def test_gpa_survives_resume(trainer_env, tmp_path):  # noqa: F811
+def test_gpa_survives_resume(trainer_env, tmp_path):
     gpa = ("TRAINER.PROMPTSRC.GPA_MEAN", "1", "TRAINER.PROMPTSRC.GPA_STD", "1")  # ints, as upstream's defaults
     opts = (*BASE, *gpa, "TRAIN.CHECKPOINT_FREQ", "1")
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    run_train(trainer_env, "PromptSRC", CONFIG, full, *opts)
-    run_train(trainer_env, "PromptSRC", CONFIG, resumed, *opts)
+    run_env_train(trainer_env, "PromptSRC", CONFIG, full, *opts)
+    run_env_train(trainer_env, "PromptSRC", CONFIG, resumed, *opts)
     folder = resumed / "VLPromptLearner"
     (folder / "model.pth.tar-2").unlink()  # as if interrupted after epoch 1
     (folder / "checkpoint").write_text("model.pth.tar-1\n")
-    run_train(trainer_env, "PromptSRC", CONFIG, resumed, *opts)
+    run_env_train(trainer_env, "PromptSRC", CONFIG, resumed, *opts)
     assert "Found checkpoint" in (resumed / "log.txt").read_text()
 
     epoch1 = torch.load(full / "VLPromptLearner" / "model.pth.tar-1", weights_only=True)["state_dict"]

@@ -1,24 +1,18 @@
-"""trainers.common: prompt text rules, VLPromptLearner, freezing rule, trained-state checkpoints, KL loss.
-
-Also holds the helpers the trainer tests share (tiny CLIP files, the 32 px Caltech101 fixture, ``run_train``).
-"""
+"""trainers.common: prompt text rules, VLPromptLearner, freezing rule, trained-state checkpoints, KL loss."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import clip
-import train
 from dassl.utils.trained_state import load_trained_state_dict, trained_state_dict
-from tests.helpers.dataset_fixtures import make_caltech101
-from tests.helpers.tiny_clip import save_tiny_clip, tiny_clip_state_dict
+from tests.helpers.tiny_clip import tiny_clip_state_dict
+from tests.helpers.trainer_runs import STUDENT_CLIP
 from trainers.common import (
     PromptedCLIP,
     VLPromptLearner,
@@ -33,46 +27,6 @@ from trainers.common import (
     resolve_checkpoint_file,
     trained_state_keys,
 )
-
-# Student-like (ViT, width 64, embed 32) and teacher-like (embed/text width 48) tiny CLIPs, both 32 px.
-STUDENT_CLIP = {"seed": 0}
-# 3 layers: deep prompts at blocks 1 and 2, so a checkpoint with a gap in them can be built.
-TEACHER_CLIP = {"seed": 1, "embed_dim": 48, "transformer_width": 48, "transformer_heads": 3}
-TEACHER_CLIP.update(vision_layers=3, transformer_layers=3)
-REPO = Path(__file__).resolve().parents[1]
-NUM_CLASSES = 5  # odd: base = 3, new = 2
-
-
-# ---------------------------------------------------------------------------------------------- shared helpers
-@pytest.fixture(scope="session")
-def trainer_env(tmp_path_factory) -> dict[str, str]:
-    """Dataset root, cache dir and the two tiny CLIP files (OpenAI state-dict layout)."""
-    root = tmp_path_factory.mktemp("trainer_env")
-    make_caltech101(root / "data", num_classes=NUM_CLASSES, per_class=6, size=32)
-    save_tiny_clip(root / "student.pt", **STUDENT_CLIP)
-    save_tiny_clip(root / "teacher.pt", **TEACHER_CLIP)
-    return {
-        "root": str(root / "data"),
-        "cache": str(root / "cache"),
-        "student": str(root / "student.pt"),
-        "teacher": str(root / "teacher.pt"),
-    }
-
-
-def run_train(env: dict[str, str], trainer: str, config: str, out: Path | str, *opts: str, flags: tuple = ()):
-    """``train.main`` with the real YAML, overridden only for size, epochs, paths and workers."""
-    argv = [
-        "--root", env["root"], "--seed", "1", "--trainer", trainer,
-        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / f"configs/trainers/{trainer}/{config}.yaml"), "--output-dir", str(out), *flags,
-        "MODEL.BACKBONE.NAME", env["student"], "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "2",
-        "DATALOADER.NUM_WORKERS", "0", "DATASET.CACHE_DIR", env["cache"], *opts,
-    ]  # fmt: skip
-    return train.main(argv)
-
-
-def read_results(out: Path | str) -> list[dict]:
-    return [json.loads(line) for line in (Path(out) / "results.jsonl").read_text().splitlines()]
 
 
 def tiny_clip_model(design=None, **kw) -> nn.Module:

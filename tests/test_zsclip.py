@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import clip
-from tests.helpers.baseline_trainer_runs import last_accuracy, make_tiny_setup, read_results, run_train
+from tests.helpers.trainer_runs import last_accuracy, make_tiny_setup, read_results, run_train
 from trainers.templates import CUSTOM_TEMPLATES, IMAGENET_TEMPLATES, IMAGENET_TEMPLATES_SELECT, custom_template
 
 

@@ -1,6 +1,10 @@
-"""Shared setup for the baseline trainer tests (ZS-CLIP, CoOp, CoCoOp, MaPLe): a tiny OpenAI-layout CLIP file, a
-32 px Caltech101-layout dataset, and ``train.py`` command lines that use the real YAMLs with only size, epochs,
-paths and workers overridden."""
+"""The one harness for trainer runs in tests: a tiny OpenAI-layout CLIP file, a 32 px Caltech101-layout dataset,
+and ``train.py`` command lines that use the real YAMLs with only size, epochs, paths and workers overridden.
+
+Two ways to get the tiny world: ``make_tiny_setup(tmp_path)`` per test (ZS-CLIP, CoOp, CoCoOp, MaPLe), or the
+session fixture ``trainer_env`` (tests/conftest.py; student + teacher CLIP files) with :func:`run_env_train`
+(IVLP, PromptSRC, PromptKD).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ from tests.helpers.dataset_fixtures import DatasetFixture, make_caltech101
 from tests.helpers.tiny_clip import save_tiny_clip
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Student-like (ViT, width 64, embed 32) and teacher-like (embed/text width 48) tiny CLIPs, both 32 px.
+STUDENT_CLIP = {"seed": 0}
+# 3 layers: deep prompts at blocks 1 and 2, so a checkpoint with a gap in them can be built.
+TEACHER_CLIP = {"seed": 1, "embed_dim": 48, "transformer_width": 48, "transformer_heads": 3}
+TEACHER_CLIP.update(vision_layers=3, transformer_layers=3)
+NUM_CLASSES = 5  # odd: base = 3, new = 2
 
 
 @dataclass
@@ -79,8 +90,21 @@ def run_train(args: list[str]):
     return train.main(args)
 
 
-def read_results(output: Path) -> list[dict]:
-    path = output / "results.jsonl"
+def run_env_train(env: dict[str, str], trainer: str, config: str, out: Path | str, *opts: str, flags: tuple = ()):
+    """``train.main`` on the ``trainer_env`` world with ``configs/trainers/<trainer>/<config>.yaml``."""
+    argv = [
+        "--root", env["root"], "--seed", "1", "--trainer", trainer,
+        "--dataset-config-file", str(ROOT / "configs/datasets/caltech101.yaml"),
+        "--config-file", str(ROOT / f"configs/trainers/{trainer}/{config}.yaml"), "--output-dir", str(out), *flags,
+        "MODEL.BACKBONE.NAME", env["student"], "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "2",
+        "DATALOADER.NUM_WORKERS", "0", "DATASET.CACHE_DIR", env["cache"], *opts,
+    ]  # fmt: skip
+    return run_train(argv)
+
+
+def read_results(output: Path | str) -> list[dict]:
+    """The records of ``output/results.jsonl``."""
+    path = Path(output) / "results.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

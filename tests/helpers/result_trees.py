@@ -1,6 +1,6 @@
-"""Writers for hand-made result trees in the formats the tools read (no tests here).
+"""Writers for hand-made result trees in the formats the tools read.
 
-``upstream_log`` writes a log in the text format of Dassl / PromptKD ``train.py`` (dassl-api.md §9, §6.2):
+``upstream_log`` writes a log in the text format of Dassl / PromptKD ``train.py``:
 argument and config banners, iteration lines, ``Evaluate on the *split* set`` + result blocks, ``Finish
 training``, ``Elapsed``. ``jsonl_record`` writes one line of the results.jsonl schema in docs/design.md.
 """
