@@ -18,9 +18,9 @@ import torch.nn.functional as F
 import clip
 from clip.loading import CLIP_MEAN, CLIP_STD
 from reporting.cli import main as parse_main
-from tests.helpers.baseline_trainer_runs import load_saved_state, make_tiny_setup, read_results, run_train
 from tests.helpers.dataset_fixtures import _class_colour
 from tests.helpers.tiny_clip import tiny_clip_state_dict
+from tests.helpers.trainer_runs import load_saved_state, make_tiny_setup, read_results, run_train
 from trainers.coop import CoOpCLIP, CoOpPromptLearner
 from trainers.proda import (
     ProDACLIP,
