@@ -24,6 +24,8 @@ _CHUNK = 1 << 16
 class ChecksumError(RuntimeError):
     """A downloaded (or cached) file's SHA-256 differs from the published value."""
 
+    user_error = True  # shown as one line by the command-line error boundaries
+
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in chunks (OpenAI's ViT-L/14 file is ~890 MB)."""

@@ -27,7 +27,7 @@ from torch import nn
 from torchvision import transforms
 
 from .design import PromptDesign, is_prompt_key
-from .download import download, sha256_file
+from .download import ChecksumError, download, sha256_file
 from .model import CLIP, ModifiedResNet, VisionTransformer, heads_for_width
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,12 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class CLIPLoadError(RuntimeError):
-    """Base class of the errors raised while finding, reading or loading CLIP weights."""
+    """Base class of the errors raised while finding, reading or loading CLIP weights.
+
+    ``user_error``: the command-line error boundaries end the program with this message on one line.
+    """
+
+    user_error = True
 
 
 class UnknownModelError(CLIPLoadError):
@@ -61,6 +66,13 @@ class UnknownModelError(CLIPLoadError):
 
 class NotACheckpointError(CLIPLoadError):
     """The file or mapping is not a CLIP state dict (or was refused as unsafe to read)."""
+
+
+class WeightsUnavailableError(UnknownModelError):
+    """A registry model is in none of the searched folders and could not be downloaded (offline, refused)."""
+
+    def __init__(self, problem: str, where: str, fix: str) -> None:
+        super().__init__(f"{problem} ({where}): {fix}")
 
 
 class UntrustedArchiveError(CLIPLoadError):
@@ -133,12 +145,26 @@ def resolve_checkpoint(
     for directory in dirs:
         if (directory / filename).is_file():
             return directory / filename
+    searched = ", ".join(str(d / filename) for d in dirs)
+    fix = (
+        f"put {filename} into one of these folders (or set MODEL.WEIGHTS_DIR / ${ENV_WEIGHTS_DIR}), "
+        "or pass the file's path as the model name"
+    )
     if not allow_download:
-        raise UnknownModelError(
-            f"{filename} for CLIP {name} not found in {[str(d) for d in dirs]} and downloading is disabled"
+        raise WeightsUnavailableError(
+            f"CLIP weights {filename} for {name} not found and downloading is disabled", f"searched {searched}", fix
         )
+    url = model_url(name)
     logger.info("downloading CLIP %s into %s", name, dirs[-1])
-    return download(model_url(name), dirs[-1], expected_sha256=published_sha256(name))
+    try:
+        return download(url, dirs[-1], expected_sha256=published_sha256(name))
+    except (OSError, ChecksumError) as err:  # URLError, timeouts, refused connections, disk errors
+        reason = getattr(err, "reason", None) or err
+        raise WeightsUnavailableError(
+            f"CLIP weights {filename} for {name} not found and the download failed ({reason})",
+            f"searched {searched}; could not fetch {url}",
+            fix,
+        ) from err
 
 
 def _is_torchscript_archive(path: Path) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dassl.data.datasets import SUBSAMPLE_CHOICES, Datum, subsample_classes
+from dassl.errors import InputFileError
 
 from .split_builders import list_visible
 
@@ -93,7 +94,7 @@ def require_dataset_dir(root: str, folder: str, name: str, layout: str) -> str:
     path = os.path.join(root, folder)
     if not os.path.isdir(path):
         found = ", ".join(list_visible(root)[:20]) if os.path.isdir(root) else "(DATASET.ROOT does not exist)"
-        raise FileNotFoundError(
+        raise InputFileError(
             f"{name}: dataset folder {path} not found (DATASET.ROOT={root}; entries there: {found}).\n"
             f"Expected layout under DATASET.ROOT:\n{layout.rstrip()}\n"
             f"See {DATASETS_DOC} (section {name}) for how to download and lay it out."

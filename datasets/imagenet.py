@@ -11,6 +11,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import InputFileError
 
 from .cache import fingerprint, hash_files, read_cached_lists, read_upstream_lists, write_cached_lists
 from .reader_base import BenchmarkDataset, read_classnames
@@ -70,7 +71,7 @@ imagenet/
         val = [f for f, _ in folder_state["test"]]
         if train != val:
             only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"ImageNet: {split_dirs['test']} must contain the same wnid folders as {split_dirs['train']} "
                 f"({len(val)} vs {len(train)} folders; only in train: {only_train[:5]}, only in val: {only_val[:5]}). "
                 "The official validation images come as one flat folder; sort them into <wnid>/ sub-folders "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import InputFileError
 
 from .reader_base import TestOnlyDataset, read_classnames
 from .split_builders import list_visible
@@ -33,7 +34,7 @@ imagenetv2/
         image_dir = self.require(self.image_folder)
         missing = [str(y) for y in range(NUM_CLASSES) if not os.path.isdir(os.path.join(image_dir, str(y)))]
         if missing:
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"ImageNetV2: {len(missing)} class folder(s) missing in {image_dir} (first: {missing[:5]}); the "
                 "matched-frequency release has folders 0..999"
             )

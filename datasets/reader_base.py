@@ -20,6 +20,7 @@ import random
 from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
+from dassl.errors import InputFileError
 
 from .cache import (
     cache_dir,
@@ -138,7 +139,7 @@ class BenchmarkDataset(DatasetBase):
         missing = [f for f in self.raw_files if not os.path.exists(os.path.join(self.dataset_dir, f))]
         if missing:
             split = f"the split file {self.split_path} nor " if self.split_path else ""
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"{type(self).__name__}: found neither {split}the raw file(s) {missing} in {self.dataset_dir}.\n"
                 f"Expected layout under DATASET.ROOT:\n{self.layout.rstrip()}\n"
                 "See DATASETS.md: download the split file, or the dataset's annotation files to generate one."
@@ -197,7 +198,7 @@ class TestOnlyDataset(DatasetBase):
         self.dataset_dir = require_dataset_dir(dataset_root(cfg), type(self).dataset_dir, name, self.layout)
         items = self.read_items()
         if not items:
-            raise FileNotFoundError(f"{name}: no images found in {self.dataset_dir}; expected:\n{self.layout}")
+            raise InputFileError(f"{name}: no images found in {self.dataset_dir}; expected:\n{self.layout}")
         super().__init__(train_x=items, val=None, test=items)
 
     def read_items(self) -> list[Datum]:
@@ -207,7 +208,7 @@ class TestOnlyDataset(DatasetBase):
         """Absolute path of a required file/folder inside the dataset folder, or an error showing the layout."""
         path = os.path.join(self.dataset_dir, relative)
         if not os.path.exists(path):
-            raise FileNotFoundError(
+            raise InputFileError(
                 f"{type(self).__name__}: {path} not found.\nExpected layout under DATASET.ROOT:\n"
                 f"{self.layout.rstrip()}\nSee DATASETS.md (section {type(self).__name__})."
             )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dassl.data.datasets import Datum
+from dassl.errors import InputFileError, UserError
 from dassl.utils.atomic import atomic_write_text
 
 __all__ = [
@@ -37,11 +38,11 @@ SPLIT_KEYS = ("train", "val", "test")
 _MAX_LISTED = 5
 
 
-class SplitFileError(ValueError):
+class SplitFileError(UserError, ValueError):
     """A split/cache JSON file is malformed; the message names the file and the problem."""
 
 
-class MissingImagesError(FileNotFoundError):
+class MissingImagesError(InputFileError):
     """Images named by a split (file, cache or annotation list) are missing on disk."""
 
 

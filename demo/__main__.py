@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
+from dassl.error_boundary import run_with_error_boundary
+
 from .config import load_preset
 from .pipeline import DemoResult, run_demo
 from .pretrain import demo_cache_dir
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files still written)")
     parser.add_argument("--verbose", action="store_true", help="also show train.py's full console output")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error too")
     return parser
 
 
@@ -101,4 +104,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_with_error_boundary(main))

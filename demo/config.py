@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from dassl.errors import ConfigError, InputFileError
+
 from .pretrain import CLIPSpec, PretrainSettings
 
 __all__ = ["ALLOWED_RUN_KEYS", "CONFIG_DIR", "DemoPreset", "flatten_overrides", "load_preset", "preset_path"]
@@ -69,7 +71,7 @@ def preset_path(name_or_path: str) -> Path:
     if candidate.is_file():
         return candidate
     known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"No demo preset {name_or_path!r}: known presets {known} (in {CONFIG_DIR}) or a .yaml path")
+    raise InputFileError(f"No demo preset {name_or_path!r}: known presets {known} (in {CONFIG_DIR}) or a .yaml path")
 
 
 def flatten_overrides(tree: dict, source: str, prefix: str = "") -> list[str]:
@@ -81,7 +83,7 @@ def flatten_overrides(tree: dict, source: str, prefix: str = "") -> list[str]:
             opts += flatten_overrides(value, source, f"{full}.")
             continue
         if full not in ALLOWED_RUN_KEYS:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: {full} may not be overridden by the demo (only sizes, epochs and paths: "
                 f"{sorted(ALLOWED_RUN_KEYS)}). Change the method's own YAML under configs/trainers/ instead."
             )
@@ -94,13 +96,13 @@ def flatten_overrides(tree: dict, source: str, prefix: str = "") -> list[str]:
 def _section(data: dict, name: str, source: Path) -> dict:
     value = data.get(name)
     if not isinstance(value, dict):
-        raise ValueError(f"{source}: section {name} is missing or not a mapping (sections: {list(SECTIONS)})")
+        raise ConfigError(f"{source}: section {name} is missing or not a mapping (sections: {list(SECTIONS)})")
     return value
 
 
 def _spec(values: Any, key: str, source: Path) -> CLIPSpec:
     if not (isinstance(values, list) and len(values) == 6 and all(isinstance(v, int) and v > 0 for v in values)):
-        raise ValueError(
+        raise ConfigError(
             f"{source}: PRETRAIN.{key} must be 6 positive integers [embed_dim, vision_width, vision_layers, "
             f"vision_patch_size, text_width, text_layers], got {values!r}"
         )
@@ -119,11 +121,11 @@ def load_preset(name_or_path: str = "default") -> DemoPreset:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
-        raise ValueError(f"{path}: unknown sections {unknown}; allowed: {list(SECTIONS)}")
+        raise ConfigError(f"{path}: unknown sections {unknown}; allowed: {list(SECTIONS)}")
     gen, pre = _section(data, "GENERATOR", path), _section(data, "PRETRAIN", path)
     per_class = tuple(int(v) for v in gen.get("PER_CLASS", (24, 4, 16)))
     if len(per_class) != 3 or min(per_class) < 1:
-        raise ValueError(f"{path}: GENERATOR.PER_CLASS must be [train, val, test] >= 1, got {per_class}")
+        raise ConfigError(f"{path}: GENERATOR.PER_CLASS must be [train, val, test] >= 1, got {per_class}")
     image_size = int(gen.get("IMAGE_SIZE", 32))
     settings = PretrainSettings(
         teacher=_spec(pre.get("TEACHER"), "TEACHER", path),
@@ -141,7 +143,7 @@ def load_preset(name_or_path: str = "default") -> DemoPreset:
         pairs = dict(zip(opts[::2], opts[1::2], strict=False))
         size = _size_tuple(pairs.get("INPUT.SIZE", "(224, 224)"))
         if size != (image_size, image_size):
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: {run}.INPUT.SIZE is {size} but GENERATOR.IMAGE_SIZE is {image_size}; the tiny CLIPs "
                 f"are built for {image_size} px, so set INPUT.SIZE ({image_size}, {image_size})"
             )

@@ -16,6 +16,7 @@ Only sizes, epochs and paths differ from the published runs (``configs/demo/*.ya
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -87,8 +88,10 @@ def _prepare_output(output_dir: Path) -> None:
     """Create ``output_dir`` or reuse one the demo made before (clearing only the demo's own entries)."""
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / MARKER).exists():
         raise FileExistsError(
-            f"{output_dir} exists, is not empty and was not created by the demo (no {MARKER} file); "
-            "pass an empty or new folder with --output-dir"
+            errno.EEXIST,
+            f"the output folder exists, is not empty and was not created by the demo (no {MARKER} file); "
+            "pass an empty or new folder with --output-dir",
+            str(output_dir),
         )
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / MARKER).write_text("written by python -m demo; re-runs replace its sub-folders\n", encoding="utf-8")

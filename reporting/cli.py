@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from dassl.error_boundary import run_with_error_boundary
+from dassl.errors import InputFileError, UserError
 from reporting.files import write_text_atomic
 from reporting.plot import PlotUnavailableError, plot_tables
 from reporting.reference import attach_reference, load_reference
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", help="cross-dataset: the source dataset, shown but left out of the average")
     parser.add_argument("--decimals", type=int, default=2, help="decimals in text and markdown tables")
     parser.add_argument("--strict", action="store_true", help="exit non-zero when any run is missing or unfinished")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error too")
     return parser
 
 
@@ -82,7 +85,13 @@ def _run_upstream_mode(args: argparse.Namespace) -> int:
     outcome = run_upstream(args.directory, args.keyword, args.test_log, args.ci95, args.multi_exp, lines.append)
     _emit("\n".join(lines) + "\n", args.output)
     if not outcome.found:
-        return EXIT_PROBLEMS
+        skipped = len(outcome.skipped)
+        hint = "" if args.test_log else "; for --eval-only runs pass --test-log"
+        raise UserError(
+            f"Nothing found: no finished run with a '* {args.keyword}:' result ({skipped} entries skipped)",
+            args.directory,
+            f"let the runs finish (re-running a run resumes it) or pass the folder of finished seeds{hint}",
+        )
     if args.strict and outcome.skipped:
         logger.error(
             "--strict: %d entr%s without a result", len(outcome.skipped), "y" if len(outcome.skipped) == 1 else "ies"
@@ -128,24 +137,33 @@ def _diagnostics_to_stderr() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
+    """Entry point; returns the process exit status. A problem with the folder or its files ends in one
+    ``error: ...`` line on stderr and status 1 (the command's error boundary)."""
     args = build_parser().parse_args(argv)
-    with _diagnostics_to_stderr():
-        return _main(args)
+
+    def run() -> int:
+        with _diagnostics_to_stderr():
+            return _main(args)
+
+    return run_with_error_boundary(run, sys.argv[1:] if argv is None else argv)
 
 
 def _main(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.directory):
-        logger.error("%r is not a folder; pass the output folder the runs wrote into", args.directory)
-        return EXIT_PROBLEMS
+        raise InputFileError(
+            "results folder not found (not a folder)", args.directory, "pass the folder the runs wrote into"
+        )
     if args.table == "upstream" or (args.table == "auto" and (args.multi_exp or args.test_log)):
         return _run_upstream_mode(args)
     runs = collect_runs(args.directory)
     if args.table == "auto" and not _wants_tables(args) and _is_single_experiment(runs):
         return _run_upstream_mode(args)
     if not runs:
-        logger.error("Nothing found in %s: no folder holds results.jsonl or log.txt", args.directory)
-        return EXIT_PROBLEMS
+        raise UserError(
+            "Nothing found: no folder below holds results.jsonl or log.txt",
+            args.directory,
+            "pass the OUTPUT_DIR of a run or a folder above several runs",
+        )
     root_label = os.path.basename(os.path.abspath(args.directory))
     tables = build_tables(runs, args.table, args.keyword, args.ci95, args.seeds, args.source, root_label)
     if args.compare:
@@ -164,8 +182,11 @@ def _main(args: argparse.Namespace) -> int:
     for problem in problems:
         logger.warning("left out: %s", problem.describe())
     if not any(r.n or any(c is not None for c in r.cells.values()) for t in tables for r in t.rows):
-        logger.error("Nothing found in %s: no run has a final result", args.directory)
-        return EXIT_PROBLEMS
+        raise UserError(
+            f"Nothing found: no run has a final result ({len(problems)} missing or unfinished)",
+            args.directory,
+            "let the runs finish (re-running a run resumes it); the warnings above list them",
+        )
     if args.strict and problems:
         logger.error("--strict: %d missing or unfinished run(s)", len(problems))
         return EXIT_PROBLEMS

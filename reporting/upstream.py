@@ -84,7 +84,7 @@ def parse_experiment(
         write(f"file: {path}. {keyword}: {value:.1f}%. ")
         values.append(value)
     if not values:
-        logger.error("Nothing found in %s", directory)
+        logger.warning("Nothing found in %s", directory)
         write("===")
         return None, skipped
     mean = float(np.mean(values))

@@ -40,6 +40,7 @@ from yacs.config import CfgNode as CN
 import clip
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
+from dassl.errors import CheckpointMismatchError, InputFileError
 
 from .common import (
     VALID_MODALS,
@@ -239,7 +240,7 @@ class PromptKD(CLIPPromptTrainer):
         if any(key.split("module.")[-1] == "text_features" for key in state_dict):
             return expected
         if not self.teachers:
-            raise KeyError(
+            raise CheckpointMismatchError(
                 "The student checkpoint has no 'text_features' (an upstream PromptKD file, which never stored the "
                 "teacher's class features) and no teacher is available to compute them: set "
                 "TRAINER.PROMPTKD.TEACHER_CKPT / TEACHER_CLIP to the teacher used for distillation."
@@ -254,7 +255,7 @@ class PromptKD(CLIPPromptTrainer):
     # ------------------------------------------------------------------ training
     def before_train(self) -> None:
         if not self.teachers:
-            raise FileNotFoundError(f"PromptKD training needs a teacher. {self.teacher_missing}")
+            raise InputFileError(f"PromptKD training needs a teacher. {self.teacher_missing}")
         if self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST:
             data = "base-class TEST" if self.cfg.TRAINER.MODAL == "base2novel" else "val"
             logger.warning(

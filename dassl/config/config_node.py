@@ -13,13 +13,15 @@ from collections.abc import Iterator
 
 from yacs.config import CfgNode
 
+from dassl.errors import UserError
+
 __all__ = ["ConfigNode", "UnknownConfigKeyError", "iter_full_keys"]
 
 _YACS_FILE_PREFIX = "Non-existent config key: "
 _YACS_LIST_PREFIX = "Non-existent key: "
 
 
-class UnknownConfigKeyError(KeyError, AssertionError):
+class UnknownConfigKeyError(UserError, KeyError, AssertionError):
     """A config key that the default tree does not have.
 
     Subclasses both exception types yacs uses for this case so existing ``except`` clauses keep working.

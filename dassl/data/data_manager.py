@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
+from dassl.errors import ImageFileError, InputFileError
 from dassl.utils import read_image
 from dassl.utils.process_group import get_rank, get_world_size
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["DataManager", "DatasetWrapper", "ImageReadError", "build_data_loader", "set_loader_epoch"]
 
 
-class ImageReadError(OSError):
+class ImageReadError(ImageFileError):
     """An image listed by the dataset could not be decoded."""
 
 
@@ -95,7 +96,7 @@ class DatasetWrapper(Dataset):
         try:
             return read_image(impath)
         except FileNotFoundError as e:
-            raise FileNotFoundError(f'Image of item {idx} not found: "{impath}" ({e})') from e
+            raise InputFileError(f'Image of item {idx} not found: "{impath}" ({e})') from e
         except Exception as e:  # PIL raises several types for corrupt/truncated files
             raise ImageReadError(f'Cannot read image of item {idx}: "{impath}" ({type(e).__name__}: {e})') from e
 

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dassl.errors import NonFiniteLossError
+
 from . import distributed as ddp
 from .precision import Precision
 
@@ -48,7 +50,7 @@ class OptimizationMixin:
         return last
 
     def _raise_non_finite(self, what: str, value: torch.Tensor) -> None:
-        raise FloatingPointError(
+        raise NonFiniteLossError(
             f"Loss is infinite or NaN! (epoch {getattr(self, 'epoch', 0) + 1}/{getattr(self, 'max_epoch', '?')}, "
             f"batch {getattr(self, 'batch_idx', 0) + 1}/{getattr(self, 'num_batches', '?')}, "
             f"{what}={value.detach().float().flatten()[:4].tolist()}). "

@@ -11,6 +11,7 @@ and TrainerXU feed. Where this differs from upstream: docs/upstream.md.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.data.data_manager import set_loader_epoch
+from dassl.errors import ConfigError, UserError
 from dassl.evaluation import build_evaluator
 from dassl.modeling import SimpleNet
 from dassl.optim import build_lr_scheduler, build_optimizer
@@ -49,6 +51,17 @@ logger = logging.getLogger(__name__)
 
 _FINAL_MODELS = ("last_step", "best_val")
 _COUNT_ITER_CHOICES = ("train_x", "train_u", "smaller_one")
+
+
+@contextlib.contextmanager
+def _config_errors() -> Iterator[None]:
+    """A ``ValueError`` raised while checking the config is a config error (the user's to fix)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 class TrainerBase(CheckpointingMixin, OptimizationMixin, TensorBoardMixin):
@@ -157,7 +170,8 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
 
     def __init__(self, cfg) -> None:
         super().__init__()
-        self.check_cfg(cfg)
+        with _config_errors():
+            self.check_cfg(cfg)
 
         self.device = ddp.select_device(cfg.USE_CUDA)
         self.distributed = ddp.init_distributed(self.device)
@@ -174,7 +188,8 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
             raise ValueError(
                 f"TEST.FINAL_MODEL={cfg.TEST.FINAL_MODEL!r} is not supported; use one of {list(_FINAL_MODELS)}"
             )
-        self.precision = resolve_precision(self.get_precision_name(), self.device)
+        with _config_errors():
+            self.precision = resolve_precision(self.get_precision_name(), self.device)
         self.grad_scaler = self.precision.make_grad_scaler()
         logger.info("Device: %s; precision: %s", self.device, self.precision.description)
 

@@ -1,11 +1,11 @@
 """The one restricted unpickler: pickles from elsewhere are read without executing code from them.
 
-Two users, one class (:class:`RestrictedUnpickler`), each with the globals it admits and a policy for any other:
+Two users, one class (:class:`RestrictedUnpickler`), each with the globals it admits; any other global is
+refused with :class:`UnsafePickleError` naming it (its module is never imported, nothing is called):
 
-- checkpoints (:func:`restricted_torch_load`, policy ``placeholder``): ``torch.save`` files that
-  ``torch.load(weights_only=True)`` refuses;
-- the official repositories' dataset caches (:func:`restricted_pickle_load`, policy ``refuse``): pickles of
-  ``Datum`` objects, where any other global raises :class:`UnsafePickleError`.
+- checkpoints (:func:`restricted_torch_load`): ``torch.save`` files that ``torch.load(weights_only=True)``
+  refuses;
+- the official repositories' dataset caches (:func:`restricted_pickle_load`): pickles of ``Datum`` objects.
 
 Every upstream Dassl checkpoint pickles scheduler objects (the warmup wrapper stores its inner scheduler
 object, which references the optimizer), so torch's weights-only loader rejects them. This module reads
@@ -13,9 +13,11 @@ such files without executing pickled code:
 
 - globals that torch's own weights-only loader allows (tensor/storage rebuild functions, dtypes,
   ``OrderedDict``, ``torch.Size``, ...) resolve to the real objects;
-- every other global becomes a :class:`PickledObject` subclass created on the fly: calling it, ``__new__``,
-  ``__setstate__``, item and list assignment only record their arguments. The named module is never
-  imported and nothing named in the file is ever called.
+- the optimizer and LR-scheduler classes of ``torch.optim`` and Dassl's warmup schedulers, and the plain
+  containers their state holds, become *inert* :class:`PickledObject` subclasses created on the fly: calling
+  one, ``__new__``, ``__setstate__``, item and list assignment only record their arguments;
+- anything else (``posix.system``, ``builtins.eval``, a user class ...) means the file was not written by a
+  trainer: loading is refused, the error names the global. A tampered file is neither run nor quietly loaded.
 
 Both torch formats are read here (the zip format of torch >= 1.6 and the legacy stream format); tensors are
 rebuilt on the CPU. The global ``pickle`` module is never patched.
@@ -28,14 +30,18 @@ import os
 import pickle
 import struct
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from dassl.errors import UnsafePickleError
 
 __all__ = [
     "PickledObject",
     "RestrictedUnpickler",
     "UnsafePickleError",
+    "is_state_object",
     "restricted_pickle_load",
     "restricted_torch_load",
 ]
@@ -118,11 +124,32 @@ def _rebuild_from_type_checked(func: Any, new_type: Any, args: tuple, state: Any
     return _rebuild_from_type_v2(func, new_type, args, state)
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle names a global that its loader does not admit (nothing from the file was run)."""
+# Classes that genuine (upstream Dassl / official) checkpoints pickle in their optimizer and scheduler entries.
+_STATE_OBJECT_MODULES = ("torch.optim.lr_scheduler", "dassl.optim.lr_scheduler")
+_BUILTIN_TYPES = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "bool", "str", "bytes")
+_STATE_CONTAINERS = frozenset(
+    f"{module}.{name}"
+    for module, names in (
+        ("builtins", _BUILTIN_TYPES),
+        ("__builtin__", _BUILTIN_TYPES),  # protocol-2 pickles name builtins the Python 2 way
+        ("collections", ("defaultdict", "Counter", "OrderedDict", "deque")),
+    )
+    for name in names
+)
 
 
-UNKNOWN_GLOBAL_POLICIES = ("placeholder", "refuse")
+def is_state_object(module: str, name: str) -> bool:
+    """Whether ``module.name`` is an optimizer, LR scheduler or container class as checkpoints pickle them."""
+    if module in _STATE_OBJECT_MODULES:
+        return name.isidentifier()
+    if module.startswith("torch.optim."):
+        cls = getattr(torch.optim, name, None)
+        return isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+    return f"{module}.{name}" in _STATE_CONTAINERS
+
+
+def _never_inert(module: str, name: str) -> bool:
+    return False
 
 
 def _no_storage(pid: Any) -> Any:
@@ -132,9 +159,9 @@ def _no_storage(pid: Any) -> Any:
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals in ``allowed`` (``"module.name" -> object``).
 
-    Any other global becomes a :class:`PickledObject` placeholder (``unknown="placeholder"``) or raises
-    :class:`UnsafePickleError` naming it (``unknown="refuse"``); its module is never imported. ``storages``
-    resolves torch's persistent ids (tensor storages); without it a persistent id is an error.
+    Globals for which ``inert(module, name)`` is true become :class:`PickledObject` placeholders; any other
+    global raises :class:`UnsafePickleError` naming it. Its module is never imported. ``storages`` resolves
+    torch's persistent ids (tensor storages); without it a persistent id is an error.
     """
 
     def __init__(
@@ -143,30 +170,28 @@ class RestrictedUnpickler(pickle.Unpickler):
         allowed: dict[str, Any],
         storages: Any = None,
         encoding: str = "ASCII",
-        unknown: str = "placeholder",
+        inert: Callable[[str, str], bool] = _never_inert,
     ) -> None:
-        if unknown not in UNKNOWN_GLOBAL_POLICIES:
-            raise ValueError(f"unknown={unknown!r}; allowed: {UNKNOWN_GLOBAL_POLICIES}")
         super().__init__(file, encoding=encoding)
         self._allowed = allowed
         self._storages = storages or _no_storage
-        self._unknown = unknown
+        self._inert = inert
 
     def find_class(self, module: str, name: str) -> Any:
         key = f"{module}.{name}"
         if key in self._allowed:
             return self._allowed[key]
-        if self._unknown == "refuse":
-            raise UnsafePickleError(f"refusing to load {key}: only {', '.join(sorted(self._allowed))} allowed")
-        return _placeholder_type(module, name)
+        if self._inert(module, name):
+            return _placeholder_type(module, name)
+        raise UnsafePickleError(f"the pickle refers to {key}, which this loader does not admit")
 
     def persistent_load(self, pid: Any) -> Any:
         return self._storages(pid)
 
 
-def restricted_pickle_load(file: Any, allowed: dict[str, Any], unknown: str = "refuse") -> Any:
+def restricted_pickle_load(file: Any, allowed: dict[str, Any]) -> Any:
     """Unpickle the plain pickle stream ``file`` admitting only the globals in ``allowed``."""
-    return RestrictedUnpickler(file, allowed, unknown=unknown).load()
+    return RestrictedUnpickler(file, allowed).load()
 
 
 def _dtype_of(storage_type: Any) -> torch.dtype:
@@ -215,7 +240,9 @@ def _load_zip(zf: zipfile.ZipFile, encoding: str) -> Any:
         return _typed(cache[key]._untyped_storage, dtype)
 
     with zf.open(pkl[0]) as f:
-        return RestrictedUnpickler(io.BytesIO(f.read()), _allowed_globals(), load_storage, encoding).load()
+        return RestrictedUnpickler(
+            io.BytesIO(f.read()), _allowed_globals(), load_storage, encoding, inert=is_state_object
+        ).load()
 
 
 def _load_legacy(f: Any, encoding: str) -> Any:
@@ -254,7 +281,7 @@ def _load_legacy(f: Any, encoding: str) -> Any:
             untyped = untyped[offset * esize : (offset + view_size) * esize]
         return _typed(untyped, dtype)
 
-    result = RestrictedUnpickler(f, allowed, load_storage, encoding).load()
+    result = RestrictedUnpickler(f, allowed, load_storage, encoding, inert=is_state_object).load()
     keys = RestrictedUnpickler(f, {}, None, encoding).load()
     if not isinstance(keys, list):
         raise pickle.UnpicklingError("corrupt legacy checkpoint: storage key list missing")
@@ -275,9 +302,10 @@ def _load_legacy(f: Any, encoding: str) -> Any:
 
 
 def restricted_torch_load(fpath: str | os.PathLike, encoding: str = "ASCII") -> Any:
-    """Load a ``torch.save`` file (zip or legacy) with untrusted classes replaced by :class:`PickledObject`.
+    """Load a ``torch.save`` file (zip or legacy); optimizer/scheduler objects become :class:`PickledObject`.
 
-    Raises ``pickle.UnpicklingError`` (or ``EOFError``) when the file is not a torch checkpoint.
+    Raises :class:`UnsafePickleError` naming the global when the file pickles anything else, and
+    ``pickle.UnpicklingError`` (or ``EOFError``) when it is not a torch checkpoint.
     """
     if zipfile.is_zipfile(fpath):
         with zipfile.ZipFile(fpath) as zf:

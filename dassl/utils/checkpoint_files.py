@@ -22,6 +22,8 @@ import os
 import os.path as osp
 import re
 
+from dassl.errors import InputFileError
+
 __all__ = [
     "BEST_FILE",
     "POINTER_FILE",
@@ -30,6 +32,7 @@ __all__ = [
     "latest_epoch_file",
     "read_pointer",
     "resolve_checkpoint_file",
+    "saved_epochs",
     "strip_module_prefix",
 ]
 
@@ -57,6 +60,13 @@ def read_pointer(fdir: str) -> str | None:
     with open(pointer, encoding="utf-8") as f:
         name = f.readline().strip()
     return name or None
+
+
+def saved_epochs(fdir: str) -> list[int]:
+    """Epoch numbers N of the ``model.pth.tar-N`` files in ``fdir``, ascending (empty when there is none)."""
+    if not osp.isdir(fdir):
+        return []
+    return sorted(int(m.group(1)) for m in map(_EPOCH_FILE_RE.match, os.listdir(fdir)) if m)
 
 
 def latest_epoch_file(fdir: str) -> str | None:
@@ -93,20 +103,26 @@ def find_resume_file(model_dir: str) -> tuple[str | None, str]:
 def resolve_checkpoint_file(model_dir: str, epoch: int | None = None) -> str:
     """The file to evaluate (``load_model``): ``model.pth.tar-<epoch>``, else best, else the resume choice.
 
-    Raises ``FileNotFoundError`` naming the folder when nothing fits.
+    Raises ``InputFileError`` (a ``FileNotFoundError``) naming the file or folder when nothing fits.
     """
     if epoch is not None:
         path = osp.join(model_dir, epoch_file_name(epoch))
         if not osp.isfile(path):
-            raise FileNotFoundError(f'Model not found at "{path}" (--load-epoch {epoch})')
+            saved = saved_epochs(model_dir)
+            raise InputFileError(
+                f"Model not found: no {epoch_file_name(epoch)} (--load-epoch {epoch})",
+                path,
+                f"pass one of the saved epochs {saved}" if saved else "no model.pth.tar-N was saved in that folder",
+            )
         return path
     best = osp.join(model_dir, BEST_FILE)
     if osp.isfile(best):
         return best
     path, _ = find_resume_file(model_dir)
     if path is None:
-        raise FileNotFoundError(
-            f'Model not found at "{best}": no {BEST_FILE}, no model.pth.tar-N and no "checkpoint" pointer in '
-            f"{model_dir}"
+        raise InputFileError(
+            f'Model not found: no {BEST_FILE}, no model.pth.tar-N and no "checkpoint" pointer',
+            model_dir,
+            "pass --model-dir the OUTPUT_DIR of a finished training run",
         )
     return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dassl.errors import UserError
+
 __all__ = ["Registry"]
 
 
@@ -12,6 +14,10 @@ class _RegistryKeyError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class _UnknownNameError(UserError, _RegistryKeyError):
+    """A name (usually from the config) that is not registered."""
 
 
 class Registry:
@@ -67,7 +73,7 @@ class Registry:
             hint = ""
             if known:
                 hint = f' (do you mean "{get_most_similar_str_to_a_from_b(str(name), known)}"?)'
-            raise _RegistryKeyError(
+            raise _UnknownNameError(
                 f'Object name "{name}" does not exist in "{self._name}" registry{hint}; registered names: {known}'
             )
         return self._obj_map[name]

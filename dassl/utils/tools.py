@@ -22,6 +22,8 @@ import PIL
 import torch
 from PIL import Image
 
+from dassl.errors import ImageFileError, InputFileError
+
 from .atomic import atomic_write
 
 __all__ = [
@@ -121,12 +123,12 @@ def download_url(url: str, dst: str | os.PathLike) -> None:
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Open an image as RGB; errors name the file."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f'Image not found at "{path}"; check DATASET.ROOT and the dataset layout')
+        raise InputFileError(f'Image not found at "{path}"; check DATASET.ROOT and the dataset layout')
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except OSError as e:
-        raise OSError(f'Cannot read image "{path}": {e}') from e
+        raise ImageFileError(f'Cannot read image "{path}": {e}') from e
 
 
 def collect_env_info() -> str:

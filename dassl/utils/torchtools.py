@@ -7,6 +7,7 @@ listed in ``docs/upstream.md``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import warnings
@@ -16,6 +17,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
+from dassl.errors import CheckpointError, InputFileError, UnsafePickleError
 
 from ._safe_unpickle import restricted_torch_load
 from .atomic import atomic_copy_file, atomic_torch_save, atomic_write_text
@@ -81,16 +84,19 @@ def load_checkpoint(fpath: str | os.PathLike | None, map_location: str | torch.d
 
     ``torch.load(weights_only=True)`` first. Files that pickle other objects (every upstream Dassl checkpoint
     stores scheduler objects) are then read by a restricted unpickler that rebuilds tensors and plain
-    containers and turns every other class into an inert :class:`PickledObject`. Tensors are mapped to
-    ``map_location`` (CPU by default; trainers move models themselves).
+    containers and turns optimizer/scheduler objects into inert :class:`PickledObject` placeholders. A file
+    that pickles any other global (``posix.system`` ...) is refused with :class:`UnsafePickleError` naming the
+    file and the global. Tensors are mapped to ``map_location`` (CPU by default; trainers move models).
     """
     if fpath is None:
         raise ValueError("File path is None")
     fpath = os.fspath(fpath)
     if not os.path.exists(fpath):
-        raise FileNotFoundError(f'File is not found at "{fpath}"')
+        raise InputFileError("checkpoint file not found", fpath, "check the path")
     if os.path.isdir(fpath):
-        raise IsADirectoryError(f'Checkpoint path "{fpath}" is a directory; pass the file (e.g. model-best.pth.tar)')
+        raise IsADirectoryError(
+            errno.EISDIR, "a checkpoint path is a folder; pass the file (model-best.pth.tar)", fpath
+        )
 
     encoding = "ASCII"
     try:
@@ -106,21 +112,23 @@ def load_checkpoint(fpath: str | os.PathLike | None, map_location: str | torch.d
         first_error = e
 
     if isinstance(first_error, RuntimeError) and "TorchScript" in str(first_error):
-        raise ValueError(
+        raise CheckpointError(
             f'"{fpath}" is a TorchScript archive, not a checkpoint; load CLIP archives with clip.load_state_dict'
         ) from first_error
     try:
         checkpoint = restricted_torch_load(fpath, encoding=encoding)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(
+            f"refused to load a tampered or foreign checkpoint: {e}; nothing in it was run",
+            fpath,
+            "delete the file, or re-create it with torch.save of tensors and plain containers",
+        ) from None
     except Exception as e:  # noqa: BLE001 - any failure here means the bytes are not a usable checkpoint
-        print(f'Unable to load checkpoint from "{fpath}"')
-        raise ValueError(
-            f'"{fpath}" is not a readable PyTorch checkpoint ({e}); expected a file written by torch.save '
-            "(e.g. model.pth.tar-N or model-best.pth.tar)"
+        raise CheckpointError(
+            f'"{fpath}" is not a readable PyTorch checkpoint ({" ".join(str(e).split())}); expected a file written '
+            "by torch.save (e.g. model.pth.tar-N or model-best.pth.tar)"
         ) from first_error
-    logger.info(
-        'Loaded "%s" with the restricted unpickler: untrusted pickled objects were replaced by inert placeholders',
-        fpath,
-    )
+    logger.info('Loaded "%s" with the restricted unpickler: optimizer/scheduler objects kept as inert records', fpath)
     if map_location not in (None, "cpu", torch.device("cpu")):
         checkpoint = _to_device(checkpoint, map_location)
     return checkpoint

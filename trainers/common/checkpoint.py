@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from dassl.errors import CheckpointError, CheckpointMismatchError
 from dassl.utils.checkpoint_files import strip_module_prefix
 from dassl.utils.trained_state import state_keys, trained_state_keys
 
@@ -61,7 +62,7 @@ def load_trained_state(
             unexpected.append(key)
     missing = sorted(expected - set(entries))
     if missing or unexpected:
-        raise KeyError(
+        raise CheckpointMismatchError(
             f"{source} does not match {type(model).__name__}: missing keys {missing}, unexpected keys "
             f"{sorted(unexpected)}. Missing trained tensors would stay randomly initialised, so loading stops; "
             "check that the file was produced by this method with the same prompt design (depth, N_CTX)."
@@ -73,7 +74,7 @@ def load_trained_state(
         for key in sorted(expected):
             target, value = targets[key], entries[key]
             if tuple(target.shape) != tuple(value.shape):
-                raise ValueError(
+                raise CheckpointError(
                     f"{source}: tensor {key!r} has shape {tuple(value.shape)} but the model expects "
                     f"{tuple(target.shape)}; the file was produced with a different prompt design or class count."
                 )

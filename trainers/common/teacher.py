@@ -21,6 +21,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 import clip
+from dassl.errors import CheckpointMismatchError, InputFileError
 from dassl.utils import load_checkpoint
 from dassl.utils.checkpoint_files import resolve_checkpoint_file, strip_module_prefix
 
@@ -107,7 +108,7 @@ def resolve_teacher_checkpoint(value: str, default: str, key: str) -> str | None
             return resolve_checkpoint_file(folder)
         except FileNotFoundError:
             pass
-    raise FileNotFoundError(
+    raise InputFileError(
         f"teacher checkpoint not found at {path!r} ({key}={value!r}). Train a teacher with PromptSRC "
         "(configs/trainers/PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml) or download the released ones, then set "
         f"{key} to the file or its folder; use {key} none for a zero-shot CLIP teacher."
@@ -125,7 +126,7 @@ def infer_teacher_design(
     entries = {strip_module_prefix(key): value for key, value in state_dict.items()}
     keys = set(entries)
     if "prompt_learner.ctx" not in keys:
-        raise KeyError(
+        raise CheckpointMismatchError(
             f"{source} has no 'prompt_learner.ctx': not a PromptSRC/IVLP teacher. Found keys like "
             f"{sorted(keys)[:5]}; use 'none' as the teacher checkpoint for a zero-shot teacher."
         )
@@ -136,7 +137,9 @@ def infer_teacher_design(
         vision_ctx = int(entries["image_encoder.VPT"].shape[0])
         vision_depth = 1 + max(vision_blocks, default=0)
     elif vision_blocks:
-        raise KeyError(f"{source} has deep vision prompts but no 'image_encoder.VPT' (missing prompt key)")
+        raise CheckpointMismatchError(
+            f"{source} has deep vision prompts but no 'image_encoder.VPT' (missing prompt key)"
+        )
     else:
         vision_ctx, vision_depth = 0, 0
     text_depth = 1 + max(text_blocks, default=0)

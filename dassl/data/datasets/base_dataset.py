@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from dassl.errors import InputFileError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Datum", "DatasetBase", "sample_few_shot", "group_by_label"]
@@ -50,7 +52,7 @@ class Datum:
             raise TypeError(f"Datum impath must be a str, got {type(impath).__name__}: {impath!r}")
         do_check = self.check_file_exists if check is None else check
         if do_check and not os.path.isfile(impath):
-            raise FileNotFoundError(
+            raise InputFileError(
                 f'No file found at "{impath}" (label={label}, classname={classname!r}). '
                 "Check DATASET.ROOT and the dataset folder layout, or pass check=False to skip the check."
             )
