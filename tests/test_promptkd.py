@@ -102,7 +102,7 @@ def test_eval_only_needs_no_teacher(trainer_env, distilled, tmp_path, monkeypatc
     opts = ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", str(tmp_path / "missing.pt"))
     flags = ("--eval-only", "--model-dir", str(distilled["dir"]), "--load-epoch", "2")
     trainer = run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "eval", *opts, flags=flags)
-    assert trainer.teachers == []  # no teacher built, so no text-tower pass
+    assert trainer.teachers is None  # no teacher built, so no text-tower pass
     trained = read_results(distilled["dir"])[-3:]
     evaluated = read_results(tmp_path / "eval")
     assert [r["phase"] for r in evaluated] == ["eval_only"] * 3
@@ -184,7 +184,7 @@ def test_kd_step_uses_the_formula_and_learns_the_teacher(trainer_env, teacher_ru
 
     def logits():
         with torch.no_grad():
-            return trainer.model(image), trainer.teacher_logits(image)
+            return trainer.model(image), trainer.teachers.first.logits(image)
 
     student, teacher = logits()
     total = 0.0

@@ -154,10 +154,11 @@ class CoOpCLIP(FrozenTowersCLIP):
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.tokenized_prompts)
         return F.normalize(features, dim=-1)
 
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_encoder(image), dim=-1)  # (B, E)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        image_features = F.normalize(self.image_encoder(image), dim=-1)  # (B, E)
-        text_features = self.encode_text()  # (C, E)
-        return self.logit_scale.exp() * image_features @ text_features.t()
+        return self.logit_scale.exp() * self.encode_image(image) @ self.encode_text().t()
 
 
 class CoOpTextPromptTrainer(CLIPPromptTrainer):

@@ -112,12 +112,19 @@ class MaPLeCLIP(nn.Module):
         self.text_encoder = TextEncoder(clip_model)
         self.logit_scale = clip_model.logit_scale
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        prompts, shared_ctx, deep_text, deep_vision = self.prompt_learner()
+    def encode_text(self) -> torch.Tensor:
+        """L2-normalised class text features ``[C, E]`` with the compound text prompts."""
+        prompts, _, deep_text, _ = self.prompt_learner()
         tokenized = self.prompt_learner.tokenized_prompts
-        text_features = F.normalize(self.text_encoder(prompts, tokenized, deep_text), dim=-1)  # (C, E)
-        image_features = F.normalize(self.image_encoder(image, shared_ctx, deep_vision), dim=-1)  # (B, E)
-        return self.logit_scale.exp() * image_features @ text_features.t()
+        return F.normalize(self.text_encoder(prompts, tokenized, deep_text), dim=-1)
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features ``[B, E]`` with the vision prompts derived from the text prompts."""
+        _, shared_ctx, _, deep_vision = self.prompt_learner()
+        return F.normalize(self.image_encoder(image, shared_ctx, deep_vision), dim=-1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale.exp() * self.encode_image(image) @ self.encode_text().t()
 
 
 @TRAINER_REGISTRY.register()

@@ -1,30 +1,34 @@
-"""PromptKD: unsupervised prompt distillation (Li et al., CVPR 2024; methods.md §4).
+"""PromptKD: unsupervised prompt distillation (Li et al., CVPR 2024).
 
-A frozen teacher (a PromptSRC-prompted CLIP, default ViT-L/14) provides the class text features ``W`` ONCE:
-after its checkpoint is loaded, ``W = normalize(text_encoder(prompts))`` for all C classes is computed under
-``no_grad`` in eval mode, stored in the student as the persistent buffer ``text_features`` (so it is in every
-student checkpoint), and the teacher's text tower is released (decision 6; upstream recomputes it every step,
-§5 #1). During training the teacher's image tower runs under ``torch.inference_mode()`` with autocast on the same
-augmented batch as the student. Evaluation never touches the teacher.
+A frozen teacher -- a PromptSRC-prompted CLIP (default ViT-L/14), a zero-shot CLIP, or a weighted ensemble of
+such teachers -- gives the class features ``W`` once (``trainers.common.teacher``); a prompted student learns
+from the teacher's class distribution on unlabeled images and nothing else (labels are never read):
 
-Student: the visual tower of ``MODEL.BACKBONE.NAME`` (default ViT-B/16) with deep visual prompts
-(``TRAINER.PROMPTKD.PROMPT_DEPTH_VISION`` / ``N_CTX_VISION``) and the projector ``VPT_image_trans``
-(``StudentProjector``, upstream key names). Logits ``z = s * normalize(P(f(x))) @ W^T``.
+    loss = KD_WEIGHT * T^2 / (B*C) * sum_bc q (log q - log softmax(z_s / T)),   q = sum_k w_k softmax(z_k / T)
 
-Loss (§4.6; labels are never read): ``KD_WEIGHT * T^2/(B*C) * Σ p_t (log p_t - log p_s)``.
+with ``z_k = s_k * normalize(g_k(x)) @ W_k^T`` the logits of teacher ``k`` on the same augmented batch (one
+teacher: ``q`` is its softened distribution, the paper's loss). Evaluation never runs a teacher.
 
-Teacher checkpoint (``TRAINER.PROMPTKD.TEACHER_CKPT``): empty = upstream layout
-(``teacher_model/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar``; cross:
-``teacher_model/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20``), a file, or a folder (``model-best.pth.tar``
-or the latest ``model.pth.tar-N``); ``none`` = zero-shot CLIP teacher with the ``CTX_INIT`` template. The teacher
-design (depths, context lengths) is read from the checkpoint keys (decision 10). Without a teacher checkpoint the
-trainer still builds the student (for ``--eval-only --model-dir``); training then stops with a clear error.
+Student (``TRAINER.PROMPTKD.STUDENT_DESIGN``): ``vpt`` (the paper's) is the image tower of
+``MODEL.BACKBONE.NAME`` with deep visual prompts (``PROMPT_DEPTH_VISION`` / ``N_CTX_VISION``) and the projector
+``VPT_image_trans`` into the first teacher's space, classifying with that teacher's ``W`` (stored in the student as
+``text_features``, so in every checkpoint): ``z_s = s * normalize(P(f(x))) @ W_1^T``. ``coop`` / ``ivlp`` /
+``maple`` are those families' prompted CLIPs on the student backbone, classifying with their own (trained) text
+tower; their class features are stored after training, so evaluation and prediction run no text tower either
+(``trainers.common.students``).
 
-``TRAINER.MODAL base2novel``: trains on all classes' training images; the final evaluation reports the base
-classes (first ``ceil(C/2)``) and the novel classes of the test split plus their harmonic mean (log blocks,
-``results.jsonl`` records with ``classes`` base/new and a ``summary`` record). ``cross``: all classes.
-Model selection defaults to the last epoch (decision 4); upstream's selection on base-class TEST images needs
-``TEST.FINAL_MODEL best_val`` together with ``TRAINER.PROMPTKD.SELECT_ON_TEST True``.
+Teachers: ``TEACHER_CKPT`` (empty = upstream's ``teacher_model/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar``;
+cross-dataset ``teacher_model/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20``; a file; a run folder; ``none``
+= zero-shot with the ``CTX_INIT`` template) on ``TEACHER_CLIP`` or ``TEACHER_NAME``. An ensemble: ``TEACHERS``
+(list of such checkpoints), ``TEACHER_CLIPS`` (one CLIP per teacher; empty = ``TEACHER_CLIP``/``TEACHER_NAME``
+for all) and ``TEACHER_WEIGHTS`` (empty = equal). A teacher's prompt design is read from its checkpoint keys.
+Without a teacher file the trainer still builds the student (for ``--eval-only --model-dir``); training stops.
+
+``TRAINER.MODAL base2novel``: distils on all classes' training images; the final evaluation scores the base
+classes (first ``ceil(C/2)``) and the novel classes of the test split and their harmonic mean
+(``trainers.common.class_subsets``). ``cross``: all classes. Model selection is the last epoch by default;
+upstream's selection on base-class test images needs ``TEST.FINAL_MODEL best_val`` and
+``TRAINER.PROMPTKD.SELECT_ON_TEST True``.
 """
 
 from __future__ import annotations
@@ -45,23 +49,27 @@ from dassl.errors import CheckpointMismatchError, InputFileError
 from .common import (
     VALID_MODALS,
     CLIPPromptTrainer,
-    FrozenTeacher,
+    TeacherEnsemble,
     base_novel_subsets,
     build_teacher,
     check_input_size,
     evaluate_class_subsets,
     freeze_by_name,
     ivlp_design,
-    kl_logit_loss,
+    kl_target_loss,
     load_clip_state_dict,
     log_trainable_parameters,
+    normalized_weights,
     report_base_novel,
     resolve_teacher_checkpoint,
 )
+from .common.students import TEXT_STUDENT_DESIGNS, TextPromptedStudent, build_text_prompted_student
 
-__all__ = ["PromptKD", "PromptKDStudent", "StudentProjector", "default_teacher_checkpoint"]
+__all__ = ["STUDENT_DESIGNS", "PromptKD", "PromptKDStudent", "StudentProjector", "default_teacher_checkpoint"]
 
 logger = logging.getLogger(__name__)
+
+STUDENT_DESIGNS = ("vpt", *TEXT_STUDENT_DESIGNS)
 
 
 @register_cfg_defaults
@@ -80,6 +88,10 @@ def _add_promptkd_defaults(cfg: CN) -> None:
     cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"  # upstream's default has a typo ("ViT/L-14")
     cfg.TRAINER.PROMPTKD.TEACHER_CLIP = ""  # explicit teacher CLIP weights file (overrides TEACHER_NAME)
     cfg.TRAINER.PROMPTKD.TEACHER_CKPT = ""  # "" = upstream layout; a file or folder; "none" = zero-shot teacher
+    cfg.TRAINER.PROMPTKD.TEACHERS = []  # ensemble: checkpoints as TEACHER_CKPT takes them; empty = TEACHER_CKPT
+    cfg.TRAINER.PROMPTKD.TEACHER_CLIPS = []  # one CLIP per teacher; empty = TEACHER_CLIP or TEACHER_NAME for all
+    cfg.TRAINER.PROMPTKD.TEACHER_WEIGHTS = []  # mixture weights, >= 0, not all 0; empty = equal
+    cfg.TRAINER.PROMPTKD.STUDENT_DESIGN = "vpt"  # vpt (the paper's) | coop | ivlp | maple
     cfg.TRAINER.PROMPTKD.SELECT_ON_TEST = False  # allow best_val selection on test images (upstream behaviour)
 
 
@@ -153,15 +165,55 @@ def default_teacher_checkpoint(cfg: CN) -> str:
     return osp.join("teacher_model", cfg.DATASET.NAME, "VLPromptLearner", "model-best.pth.tar")
 
 
+def teacher_specs(cfg: CN) -> list[tuple[str, str, str]]:
+    """``(clip weights, checkpoint value, config key)`` per teacher, from the single or the ensemble keys."""
+    node = cfg.TRAINER.PROMPTKD
+    default_clip = node.TEACHER_CLIP or node.TEACHER_NAME
+    if not node.TEACHERS:
+        return [(default_clip, node.TEACHER_CKPT, "TRAINER.PROMPTKD.TEACHER_CKPT")]
+    clips = list(node.TEACHER_CLIPS) or [default_clip] * len(node.TEACHERS)
+    return [
+        (str(weights), str(checkpoint), f"TRAINER.PROMPTKD.TEACHERS[{i}]")
+        for i, (weights, checkpoint) in enumerate(zip(clips, node.TEACHERS, strict=True))
+    ]
+
+
+def check_teacher_keys(node: CN) -> None:
+    """One-line errors for inconsistent ``TEACHERS`` / ``TEACHER_CLIPS`` / ``TEACHER_WEIGHTS``."""
+    teachers, clips, weights = list(node.TEACHERS), list(node.TEACHER_CLIPS), list(node.TEACHER_WEIGHTS)
+    if not teachers:
+        if clips or weights:
+            raise ValueError(
+                "TRAINER.PROMPTKD.TEACHER_CLIPS / TEACHER_WEIGHTS describe an ensemble but TRAINER.PROMPTKD.TEACHERS "
+                "is empty; list the teacher checkpoints in TEACHERS (or use TEACHER_CKPT / TEACHER_CLIP alone)"
+            )
+        return
+    if str(node.TEACHER_CKPT).strip():
+        raise ValueError(
+            f"TRAINER.PROMPTKD.TEACHER_CKPT={node.TEACHER_CKPT!r} and TRAINER.PROMPTKD.TEACHERS are both set; "
+            "give the teachers in TEACHERS only"
+        )
+    if clips and len(clips) != len(teachers):
+        raise ValueError(
+            f"TRAINER.PROMPTKD.TEACHER_CLIPS has {len(clips)} entries but TEACHERS has {len(teachers)}; give one CLIP "
+            "per teacher, or leave TEACHER_CLIPS empty to use TEACHER_CLIP / TEACHER_NAME for all"
+        )
+    normalized_weights(weights, len(teachers), "TRAINER.PROMPTKD.TEACHER_WEIGHTS")
+
+
 @TRAINER_REGISTRY.register()
 class PromptKD(CLIPPromptTrainer):
-    """Distil a frozen teacher's class distribution into a prompted student on unlabeled images."""
+    """Distil frozen teachers' class distributions into a prompted student on unlabeled images."""
 
     def check_cfg(self, cfg: CN) -> None:
         super().check_cfg(cfg)
         node = cfg.TRAINER.PROMPTKD
         if cfg.TRAINER.MODAL not in VALID_MODALS:
             raise ValueError(f"TRAINER.MODAL is {cfg.TRAINER.MODAL!r}; allowed: {list(VALID_MODALS)}")
+        if node.STUDENT_DESIGN not in STUDENT_DESIGNS:
+            raise ValueError(
+                f"TRAINER.PROMPTKD.STUDENT_DESIGN is {node.STUDENT_DESIGN!r}; allowed: {list(STUDENT_DESIGNS)}"
+            )
         if node.PROJECT_LAYER != 2:
             raise ValueError(f"TRAINER.PROMPTKD.PROJECT_LAYER={node.PROJECT_LAYER}: only the 2-layer projector exists")
         if float(node.CE_WEIGHT) != 0.0:
@@ -171,6 +223,7 @@ class PromptKD(CLIPPromptTrainer):
             )
         if float(node.TEMPERATURE) <= 0:
             raise ValueError(f"TRAINER.PROMPTKD.TEMPERATURE must be > 0, got {node.TEMPERATURE}")
+        check_teacher_keys(node)
         if cfg.TRAINER.MODAL == "base2novel" and cfg.DATASET.SUBSAMPLE_CLASSES != "all":
             raise ValueError(
                 f"PromptKD base2novel distils on all classes and evaluates base and novel itself; "
@@ -184,7 +237,6 @@ class PromptKD(CLIPPromptTrainer):
                 "TRAINER.PROMPTKD.SELECT_ON_TEST True to reproduce upstream's selection explicitly."
             )
 
-    # ------------------------------------------------------------------ data
     def parse_batch_train(self, batch: dict) -> torch.Tensor:
         return batch["img"].to(self.device)  # labels are never used
 
@@ -192,20 +244,23 @@ class PromptKD(CLIPPromptTrainer):
     def build_model(self) -> None:
         cfg, node = self.cfg, self.cfg.TRAINER.PROMPTKD
         classnames = self.dm.dataset.classnames
-        student_sd = load_clip_state_dict(cfg)
-        design = ivlp_design(node.PROMPT_DEPTH_VISION, 0, node.N_CTX_VISION, 0)
-        visual = clip.build_visual(student_sd, design)
-        check_input_size(cfg, visual.input_resolution, "student image encoder")
-        student = PromptKDStudent(visual, student_sd["logit_scale"], len(classnames))
-        del student_sd
-        student.to(self.device)
+        self.teachers = self.build_teachers(classnames)
+        if node.STUDENT_DESIGN == "vpt":
+            student = self.build_vpt_student(classnames)
+        else:
+            student = build_text_prompted_student(node.STUDENT_DESIGN, cfg, classnames)
+        # A text-prompted student's stored class features lag its prompts until stored (after loading: in sync).
+        self._class_features_stale = isinstance(student, TextPromptedStudent)
+        freeze_by_name(student)
+        log_trainable_parameters(student)
+        self.register_prompt_model(student)
 
-        self.teachers: list[FrozenTeacher] = []
+    def build_teachers(self, classnames: list[str]) -> TeacherEnsemble | None:
+        """The frozen teachers (``W`` computed once each), or None when a teacher file is missing (warned)."""
         self.teacher_missing: str | None = None
+        specs = teacher_specs(self.cfg)
         try:
-            checkpoint = resolve_teacher_checkpoint(
-                node.TEACHER_CKPT, default_teacher_checkpoint(cfg), "TRAINER.PROMPTKD.TEACHER_CKPT"
-            )
+            checkpoints = [resolve_teacher_checkpoint(v, default_teacher_checkpoint(self.cfg), k) for _, v, k in specs]
         except FileNotFoundError as error:
             self.teacher_missing = str(error)
             logger.warning(
@@ -213,20 +268,38 @@ class PromptKD(CLIPPromptTrainer):
                 "training will stop).",
                 error,
             )
-        else:
-            weights = node.TEACHER_CLIP or node.TEACHER_NAME
-            teacher = build_teacher(cfg, weights, checkpoint, classnames, node.CTX_INIT, self.device)
-            self.teachers = [teacher]
-            student.materialize(teacher.embed_dim, teacher.class_features)
-            logger.info("Student projector: %d -> %d", visual.output_dim, teacher.embed_dim)
+            return None
+        ctx_init = self.cfg.TRAINER.PROMPTKD.CTX_INIT
+        teachers = [
+            build_teacher(self.cfg, weights, checkpoint, classnames, ctx_init, self.device)
+            for (weights, _, _), checkpoint in zip(specs, checkpoints, strict=True)
+        ]
+        ensemble = TeacherEnsemble(teachers, self.cfg.TRAINER.PROMPTKD.TEACHER_WEIGHTS)
+        if len(ensemble) > 1:
+            logger.info(
+                "Teacher ensemble: %s",
+                ", ".join(f"{w:.3g} x {t.source}" for t, w in zip(ensemble.teachers, ensemble.weights, strict=True)),
+            )
+        return ensemble
 
-        freeze_by_name(student)
-        log_trainable_parameters(student)
-        self.register_prompt_model(student)
+    def build_vpt_student(self, classnames: list[str]) -> PromptKDStudent:
+        """The paper's student; with a teacher, its projector and stored ``W`` are the first teacher's."""
+        node = self.cfg.TRAINER.PROMPTKD
+        student_sd = load_clip_state_dict(self.cfg)
+        visual = clip.build_visual(student_sd, ivlp_design(node.PROMPT_DEPTH_VISION, 0, node.N_CTX_VISION, 0))
+        check_input_size(self.cfg, visual.input_resolution, "student image encoder")
+        student = PromptKDStudent(visual, student_sd["logit_scale"], len(classnames))
+        del student_sd
+        student.to(self.device)
+        if self.teachers is not None:
+            first = self.teachers.first
+            student.materialize(first.embed_dim, first.class_features)
+            logger.info("Student projector: %d -> %d", visual.output_dim, first.embed_dim)
+        return student
 
     def prepare_loaded_state(self, model: nn.Module, state_dict: dict) -> None:
         """Evaluation without a teacher: size the projector and feature buffer from the student checkpoint."""
-        if model.materialized:
+        if not isinstance(model, PromptKDStudent) or model.materialized:
             return
         features = state_dict.get("text_features", state_dict.get("module.text_features"))
         if features is None:
@@ -237,9 +310,11 @@ class PromptKD(CLIPPromptTrainer):
 
     def expected_load_keys(self, expected: set[str], state_dict: dict) -> set[str]:
         """Upstream student files lack the stored text features; the teacher's (computed at build) are used then."""
+        if not isinstance(self.prompt_model, PromptKDStudent):
+            return expected
         if any(key.split("module.")[-1] == "text_features" for key in state_dict):
             return expected
-        if not self.teachers:
+        if self.teachers is None:
             raise CheckpointMismatchError(
                 "The student checkpoint has no 'text_features' (an upstream PromptKD file, which never stored the "
                 "teacher's class features) and no teacher is available to compute them: set "
@@ -248,13 +323,17 @@ class PromptKD(CLIPPromptTrainer):
         logger.info("Checkpoint has no stored text features (upstream file): keeping the teacher's")
         return expected - {"text_features"}
 
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        super().load_model(directory, epoch)
+        self._class_features_stale = self._class_features_stale and not directory  # loaded: the file's features
+
     @property
-    def prompt_model(self) -> PromptKDStudent:
+    def prompt_model(self) -> PromptKDStudent | TextPromptedStudent:
         return self._models[self.MODEL_NAME]
 
     # ------------------------------------------------------------------ training
     def before_train(self) -> None:
-        if not self.teachers:
+        if self.teachers is None:
             raise InputFileError(f"PromptKD training needs a teacher. {self.teacher_missing}")
         if self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST:
             data = "base-class TEST" if self.cfg.TRAINER.MODAL == "base2novel" else "val"
@@ -265,22 +344,32 @@ class PromptKD(CLIPPromptTrainer):
             )
         super().before_train()
 
-    def teacher_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Teacher logits ``s_t * normalize(g(x)) @ W^T`` in fp32, outside the autograd graph."""
-        with self.autocast():
-            return self.teachers[0].logits(image)
+    def teacher_target(self, image: torch.Tensor) -> torch.Tensor:
+        """The distillation target ``q`` ``[B, C]``: the teachers' softened distributions, mixed (fp32)."""
+        return self.teachers.target(image, float(self.cfg.TRAINER.PROMPTKD.TEMPERATURE), self.autocast)
 
-    def forward_backward(self, image: torch.Tensor | dict) -> dict:
-        image = self.parse_batch_train(image)
+    def forward_backward(self, batch: dict) -> dict:
+        image = self.parse_batch_train(batch)
         node = self.cfg.TRAINER.PROMPTKD
-        teacher_logits = self.teacher_logits(image)
+        target = self.teacher_target(image)
         with self.autocast():
             student_logits = self.model(image)
-        loss = float(node.KD_WEIGHT) * kl_logit_loss(student_logits, teacher_logits, float(node.TEMPERATURE))
+        loss = float(node.KD_WEIGHT) * kl_target_loss(student_logits, target, float(node.TEMPERATURE))
         self.model_backward_and_update(loss)
+        self._class_features_stale = isinstance(self.prompt_model, TextPromptedStudent)
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return {"loss": loss.item()}
+
+    def store_student_class_features(self) -> None:
+        """A text-prompted student trained since its last store encodes its classes once (a no-op otherwise)."""
+        if self._class_features_stale:
+            self.prompt_model.store_class_features()
+            self._class_features_stale = False
+
+    def save_model(self, *args, **kwargs) -> None:
+        self.store_student_class_features()  # every checkpoint holds the class features of its prompts
+        super().save_model(*args, **kwargs)
 
     # ------------------------------------------------------------------ evaluation
     def test(self, split: str | None = None):
@@ -288,6 +377,7 @@ class PromptKD(CLIPPromptTrainer):
 
         ``split`` ``val`` (per-epoch selection, upstream): the base classes of the test split.
         """
+        self.store_student_class_features()
         if self.cfg.TRAINER.MODAL != "base2novel":
             return super().test(split)
         split = split or self.cfg.TEST.SPLIT

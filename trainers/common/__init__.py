@@ -5,9 +5,10 @@ what its piece does (``clip_loading``: CLIP weights from the config; ``prompt_te
 initialisation; ``prompt_layout``: where the class name sits in the context and the one assembly of prompt
 embeddings; ``prompt_learner`` / ``prompted_clip``: the text prompt learner and the IVLP model; ``freezing``:
 the name rule for what trains; ``checkpoint``: reading our and the official checkpoints; ``zero_shot``: text
-features of a plain CLIP; ``teacher``: the frozen distillation teacher; ``class_subsets``: base-to-novel
-evaluation by logit columns; ``losses``; ``trainer``: the ``CLIPPromptTrainer`` base; ``config``:
-``TRAINER.MODAL``).
+features of a plain CLIP; ``teacher``: the frozen distillation teacher and teacher ensembles; ``class_subsets``:
+base-to-novel evaluation by logit columns; ``losses``; ``trainer``: the ``CLIPPromptTrainer`` base; ``config``:
+``TRAINER.MODAL``). ``students`` (the CoOp/IVLP/MaPLe distillation students) is imported from
+``trainers.common.students`` itself, as it builds on ``trainers.coop`` and ``trainers.maple``.
 """
 
 from dassl.utils.trained_state import persistent_buffer_names, state_keys, trained_state_keys
@@ -17,7 +18,7 @@ from .class_subsets import ClassSubsetEvaluator, base_novel_subsets, evaluate_cl
 from .clip_loading import build_clip_model, check_input_size, load_clip_state_dict
 from .config import VALID_MODALS, trainer_node
 from .freezing import freeze_by_name, is_prompt_parameter, log_trainable_parameters
-from .losses import kl_logit_loss
+from .losses import kl_logit_loss, kl_target_loss
 from .prompt_layout import CLASS_TOKEN_POSITIONS, assemble_prompts, class_token_order, name_token_counts
 from .prompt_learner import VLPromptLearner
 from .prompt_text import (
@@ -36,8 +37,11 @@ from .teacher import (
     TEACHER_IGNORE_PREFIXES,
     ZERO_SHOT_TEACHER,
     FrozenTeacher,
+    TeacherEnsemble,
     build_teacher,
     infer_teacher_design,
+    mixture_target,
+    normalized_weights,
     resolve_teacher_checkpoint,
 )
 from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
@@ -48,6 +52,7 @@ __all__ = [
     "CLIPPromptTrainer",
     "ClassSubsetEvaluator",
     "FrozenTeacher",
+    "TeacherEnsemble",
     "MAX_PHRASE_INIT_CTX",
     "PromptedCLIP",
     "TEACHER_IGNORE_PREFIXES",
@@ -72,10 +77,13 @@ __all__ = [
     "is_prompt_parameter",
     "ivlp_design",
     "kl_logit_loss",
+    "kl_target_loss",
     "load_clip_state_dict",
     "load_trained_state",
     "log_trainable_parameters",
+    "mixture_target",
     "name_token_counts",
+    "normalized_weights",
     "persistent_buffer_names",
     "phrase_context",
     "prompt_template",

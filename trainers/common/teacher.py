@@ -10,10 +10,12 @@ while building (one), so callers and tests can check that ``W`` was never recomp
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os.path as osp
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +38,10 @@ __all__ = [
     "TEACHER_IGNORE_PREFIXES",
     "ZERO_SHOT_TEACHER",
     "FrozenTeacher",
+    "TeacherEnsemble",
     "build_teacher",
+    "mixture_target",
+    "normalized_weights",
     "infer_teacher_design",
     "resolve_teacher_checkpoint",
 ]
@@ -59,12 +64,23 @@ class FrozenTeacher(nn.Module):
     """
 
     def __init__(
-        self, image_encoder: nn.Module, logit_scale: float, class_features: torch.Tensor, source: str, runs: int
+        self,
+        image_encoder: nn.Module,
+        logit_scale: float,
+        class_features: torch.Tensor,
+        classnames: Sequence[str],
+        source: str,
+        runs: int,
     ) -> None:
         super().__init__()
+        if class_features.dim() != 2 or class_features.shape[0] != len(classnames):
+            raise ValueError(
+                f"teacher {source}: class features of shape {tuple(class_features.shape)} for {len(classnames)} classes"
+            )
         self.image_encoder = image_encoder.requires_grad_(False).eval()
         self.logit_scale = float(logit_scale)  # exp(ln s), a constant
         self.register_buffer("class_features", class_features.detach().float(), persistent=False)
+        self.classnames = tuple(classnames)
         self.source = source
         self.text_tower_runs = runs
 
@@ -207,6 +223,101 @@ def build_teacher(
             class_features = encode().float()  # (C, E), normalised
     finally:
         counter.remove()
-    teacher = FrozenTeacher(image_encoder, logit_scale.detach().exp().item(), class_features, source, len(runs))
+    scale = logit_scale.detach().exp().item()
+    teacher = FrozenTeacher(image_encoder, scale, class_features, classnames, source, len(runs))
     logger.info("Teacher text features computed once for %d classes", len(classnames))
     return teacher  # the text tower and prompt learner go with ``model`` here
+
+
+def normalized_weights(weights: Sequence[float], count: int, key: str = "teacher weights") -> tuple[float, ...]:
+    """Mixture weights summing to 1: ``weights`` (empty = equal) validated for ``count`` teachers.
+
+    Raises ValueError (naming ``key``) for a length mismatch, a negative or non-finite weight, or all zeros.
+    """
+    values = [float(w) for w in weights] if len(weights) else [1.0] * count
+    if len(values) != count:
+        raise ValueError(f"{key} has {len(values)} values for {count} teachers; give one weight per teacher")
+    if any(not math.isfinite(w) or w < 0 for w in values):
+        raise ValueError(f"{key} must be finite and >= 0, got {values}")
+    total = sum(values)
+    if total <= 0:
+        raise ValueError(f"{key} are all zero ({values}): at least one teacher needs a positive weight")
+    return tuple(w / total for w in values)
+
+
+def mixture_target(logits: Sequence[torch.Tensor], weights: Sequence[float], temperature: float) -> torch.Tensor:
+    """``sum_k w_k softmax(z_k / T)`` ``[B, C]`` (fp32) for weights that sum to 1.
+
+    Computed as ``p_r + sum_{k != r} w_k (p_k - p_r)`` around the first positively weighted teacher ``r``: equal
+    to the weighted sum, and bit-identical to ``p_r`` when the other teachers agree with it exactly or weigh
+    zero (a mixture of identical teachers is that teacher). Teachers of weight 0 are not evaluated at all.
+    """
+    if len(logits) != len(weights):
+        raise ValueError(f"{len(logits)} teacher logits for {len(weights)} weights")
+    used = [(z, w) for z, w in zip(logits, weights, strict=True) if w > 0]
+    if not used:
+        raise ValueError("mixture_target needs at least one positive weight")
+    (reference, _), others = used[0], used[1:]
+    target = F.softmax(reference.float() / temperature, dim=-1)
+    if not others:
+        return target
+    mixed = target.clone()
+    for z, w in others:
+        mixed += w * (F.softmax(z.float() / temperature, dim=-1) - target)
+    return mixed.clamp_(min=0.0)  # rounding can leave -1e-9 where a mixture of zeros is meant
+
+
+class TeacherEnsemble(nn.Module):
+    """Frozen teachers over the same classes and their mixture weights (normalised to sum 1).
+
+    ``target(image, T)`` is the distillation target: the weighted mixture of the teachers' temperature-softened
+    class distributions. The first teacher's class features are the ones a projecting student classifies with.
+    """
+
+    def __init__(self, teachers: Sequence[FrozenTeacher], weights: Sequence[float] = ()) -> None:
+        super().__init__()
+        if not teachers:
+            raise ValueError("a teacher ensemble needs at least one teacher")
+        first = teachers[0]
+        for i, teacher in enumerate(teachers[1:], start=2):
+            if teacher.classnames != first.classnames:
+                diff = next(
+                    (j for j, (a, b) in enumerate(zip(first.classnames, teacher.classnames, strict=False)) if a != b),
+                    min(len(first.classnames), len(teacher.classnames)),
+                )
+                raise ValueError(
+                    f"teachers 1 and {i} classify different class lists ({len(first.classnames)} vs "
+                    f"{len(teacher.classnames)} classes, first difference at label {diff}): their distributions "
+                    "cannot be mixed; build every teacher for the distillation dataset's classes"
+                )
+        self.teachers = nn.ModuleList(teachers)
+        self.weights = normalized_weights(weights, len(teachers))
+
+    def __len__(self) -> int:
+        return len(self.teachers)
+
+    def __iter__(self) -> Iterator[FrozenTeacher]:
+        return iter(self.teachers)
+
+    @property
+    def first(self) -> FrozenTeacher:
+        return self.teachers[0]
+
+    def target(
+        self,
+        image: torch.Tensor,
+        temperature: float,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ) -> torch.Tensor:
+        """The mixture of the positively weighted teachers' ``softmax(z_k / T)`` ``[B, C]``.
+
+        Each teacher's logits are computed inside ``autocast()`` (the run's precision); the softmax and the
+        mixture in fp32 outside it.
+        """
+        logits, weights = [], []
+        for teacher, weight in zip(self.teachers, self.weights, strict=True):
+            if weight > 0:
+                with autocast():
+                    logits.append(teacher.logits(image))
+                weights.append(weight)
+        return mixture_target(logits, weights, temperature)
