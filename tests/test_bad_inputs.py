@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ class Ctx:
     protected: list[Path] = field(default_factory=list)  # more folders whose files must not change
     env: dict[str, str | None] = field(default_factory=dict)
     marker: Path | None = None  # must not exist afterwards (pickled code would create it)
+    cwd: Path | None = None  # working directory of the command (default: the scratch folder)
 
     def data_copy(self) -> Path:
         data = self.tmp / "data"
@@ -476,6 +478,7 @@ def _(c: Ctx):
 # --- demo
 @case("demo-unknown-preset")
 def _(c: Ctx):
+    c.cwd = REPO  # python -m demo runs from the repository root
     return ["-m", "demo", "--preset", "tiniest", "--output-dir", str(c.tmp / "demo")], ("tiniest",)
 
 
@@ -484,7 +487,14 @@ def _(c: Ctx):
     blocker = write(c.tmp / "blocker", "a file where the demo output should go\n")
     c.protected.append(c.tmp)
     c.env["PROMPTKD_CACHE_DIR"] = str(c.tmp / "cache")
+    c.cwd = REPO
     return ["-m", "demo", "--preset", "small", "--output-dir", str(blocker)], (str(blocker),)
+
+
+@case("demo-script-unknown-preset")
+def _(c: Ctx):
+    c.env["PYTHON"] = sys.executable
+    return ["bash", str(REPO / "scripts/demo.sh"), "--preset", "tiniest"], ("tiniest",)
 
 
 # ------------------------------------------------------------------------------------------------ the test
@@ -500,7 +510,7 @@ def test_bad_input_ends_in_one_clear_line_and_changes_nothing(name, world, runne
     before = snapshot(*folders)
     logs = {p: p.read_bytes() for p in before if p.name == "log.txt"}
 
-    done = runner.run(argv, cwd=ctx.tmp, env=ctx.env)
+    done = runner.run(argv, cwd=ctx.cwd or ctx.tmp, env=ctx.env)
 
     print(f"[{name}] {done.last_line}")
     assert_one_clear_line(done, rc, expected)

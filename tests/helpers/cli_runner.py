@@ -95,7 +95,8 @@ class Completed:
 
 
 class CommandRunner:
-    """``run(argv)`` executes ``python *argv`` (``argv[0]`` a script path, or ``["-m", module, ...]``)."""
+    """``run(argv)`` executes ``python *argv`` (``argv[0]`` a script path, or ``["-m", module, ...]``); an
+    ``argv`` starting with ``bash`` runs that shell command as a fresh process."""
 
     def __init__(self, base_env: dict[str, str] | None = None) -> None:
         self.base_env = {**os.environ, **(base_env or {})}
@@ -123,12 +124,17 @@ class CommandRunner:
         env = env or {}
         module = argv[1] if argv[0] == "-m" else None
         script_argv = [module, *argv[2:]] if module else [str(argv[0]), *argv[1:]]
-        if self.fresh:
+        if self.fresh or argv[0] == "bash":
             full_env = {**self.base_env, **{k: v for k, v in env.items() if v is not None}}
             for key in [k for k, v in env.items() if v is None]:
                 full_env.pop(key, None)
             done = subprocess.run(
-                [sys.executable, *argv], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+                argv if argv[0] == "bash" else [sys.executable, *argv],
+                cwd=cwd,
+                env=full_env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
             )
             return Completed(list(argv), done.returncode, done.stdout, done.stderr)
 
