@@ -63,7 +63,7 @@ OPENAI_CONTEXT = 77
 
 @dataclass(frozen=True)
 class ClipArch:
-    """The hyper-parameters of ``clip.model.CLIP(...)`` for one model (methods.md §1.1)."""
+    """The hyper-parameters of ``clip.model.CLIP(...)`` for one model."""
 
     name: str
     embed_dim: int
@@ -158,7 +158,7 @@ def _layer_attention_flops(tokens: int, width: int) -> int:
 
 
 def vit_forward_flops(arch: ClipArch, batch: int, prompt_tokens: int = 0) -> int:
-    """Forward FLOPs of the image tower on ``batch`` images with ``prompt_tokens`` appended (IVLP, §2.2)."""
+    """Forward FLOPs of the image tower on ``batch`` images with ``prompt_tokens`` appended (IVLP)."""
     grid2 = (arch.image_resolution // arch.vision_patch_size) ** 2
     tokens = arch.image_tokens + prompt_tokens
     width = arch.vision_width

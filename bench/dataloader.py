@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 def make_cfg(size: int, workers: int, batch: int, root: str = "") -> Any:
-    """The engine config with the PromptKD YAML's INPUT block (methods.md §1.7) and the given loader settings."""
+    """The engine config with the PromptKD YAML's INPUT block and the given loader settings."""
     import datasets  # noqa: F401  (registers the benchmark readers and their config keys)
     from dassl.config import apply_cfg_defaults
 

@@ -1,7 +1,7 @@
 """Evaluation throughput: our student with stored class features vs upstream's teacher + student (issue #8).
 
-Ours (decision 6): ``logits = s * normalize(P(f_s(x))) @ W^T`` with ``W`` stored in the student; the teacher is
-never run. Upstream (methods.md §4.7, §5 #2): every evaluation batch runs the teacher's text tower over all C
+Ours: ``logits = s * normalize(P(f_s(x))) @ W^T`` with ``W`` stored in the student; the teacher is
+never run. Upstream: every evaluation batch runs the teacher's text tower over all C
 classes and its image tower, then the student. Both are measured end to end here, on the same random-weight
 models, under ``torch.inference_mode`` and the chosen autocast precision; the ratio is printed.
 

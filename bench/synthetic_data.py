@@ -50,7 +50,7 @@ def write_jpegs(
 def make_caltech101_layout(
     root: str | os.PathLike, num_classes: int, per_class: int, size: tuple[int, int] = (500, 375), seed: int = 0
 ) -> Path:
-    """``root/caltech-101/101_ObjectCategories/<class>/*.jpg`` + ``split_zhou_Caltech101.json`` (datasets.md §8.2).
+    """``root/caltech-101/101_ObjectCategories/<class>/*.jpg`` + ``split_zhou_Caltech101.json``.
 
     Every image of a class is in the train split; the first ``max(1, per_class // 2)`` are also the test split
     (a benchmark needs evaluation images, not an honest split). Returns the ``DATASET.ROOT`` to pass.

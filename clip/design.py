@@ -1,6 +1,6 @@
 """Prompt designs for the CLIP encoders, as a typed option instead of upstream's `design_details` dict.
 
-Upstream selects the block type by a trainer-name string (methods.md §2.1). Here the design is a frozen
+Upstream selects the block type by a trainer-name string. Here the design is a frozen
 dataclass; `PromptDesign.from_upstream` maps upstream's dict onto it so that upstream call sites
 (`build_model(state_dict, design_details)`) keep working.
 """
@@ -27,7 +27,7 @@ def is_prompt_key(key: str) -> bool:
     return any(marker in key for marker in PROMPT_KEY_MARKERS)
 
 
-# upstream `design_details["trainer"]` -> our variant (methods.md §2.1)
+# upstream `design_details["trainer"]` -> our variant
 _UPSTREAM_TRAINERS = {"IVLP": "ivlp", "VPT": "ivlp", "MaPLe": "maple", "CoOp": "none", "CoCoOp": "none"}
 
 
@@ -36,12 +36,12 @@ class PromptDesign:
     """Which learnable prompt tokens the CLIP encoders own or accept.
 
     - `none`: plain CLIP (bit-identical to it).
-    - `ivlp`: independent vision/text deep prompts (IVLP, PromptSRC, VPT, PromptKD; methods.md §2.2).
+    - `ivlp`: independent vision/text deep prompts (IVLP, PromptSRC, VPT, PromptKD).
       Vision: `visual.VPT [vision_ctx, Dv]` appended at the input when `vision_depth >= 1`, and
       `visual.transformer.resblocks.{i}.VPT_shallow` for `1 <= i <= vision_depth - 1`. Text: the layer-0
       prompt comes from the prompt learner; `transformer.resblocks.{i}.VPT_shallow [text_ctx, Dt]` for
       `1 <= i <= text_depth - 1`.
-    - `maple`: MaPLe compound prompts (methods.md §2.3): the encoders own no prompt parameters; the vision
+    - `maple`: MaPLe compound prompts: the encoders own no prompt parameters; the vision
       tower takes `(x, shared_ctx, deep_prompts)` and the text encoder `deep_prompts`. `maple_length` is the
       number of compound tokens (recorded for the prompt learner; shapes are taken from the tensors passed).
     """

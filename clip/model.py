@@ -1,6 +1,6 @@
 """CLIP (Radford et al., 2021) with prompt-capable encoders, in OpenAI's state-dict layout.
 
-Numerics follow methods.md §1.5: LayerNorm computed in fp32 and returned in the input dtype, QuickGELU,
+Numerics follow OpenAI's CLIP: LayerNorm computed in fp32 and returned in the input dtype, QuickGELU,
 pre-LN residual blocks, EOT pooling for text, class-token pooling for the ViT. Differences from OpenAI's code
 that do not change results:
 
@@ -9,9 +9,9 @@ that do not change results:
   weights load strictly. The text causal mask is `is_causal=True` (never stored in the state dict).
 - Transformers are batch-first: `(N, L, D)` everywhere (OpenAI: `(L, N, D)`).
 - Parameters stay fp32 (OpenAI's fp16 weights are upcast on load); lower precision comes from
-  `torch.autocast`, and prompt tokens are cast to the activation dtype (decision 11: no fp16 rounding).
+  `torch.autocast`, and prompt tokens are cast to the activation dtype (no fp16 rounding).
 
-Prompt designs (methods.md §2.2-2.3) are selected by `clip.design.PromptDesign`, never by a trainer name.
+Prompt designs are selected by `clip.design.PromptDesign`, never by a trainer name.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .design import PromptDesign
 
 
 def heads_for_width(width: int) -> int:
-    """Attention heads of a transformer of this width: OpenAI uses 64 channels per head (methods.md §1.3).
+    """Attention heads of a transformer of this width: OpenAI uses 64 channels per head.
 
     Head counts are not stored in a state dict; widths below 64 exist only in test models and use 16 per head.
     """
@@ -79,7 +79,7 @@ class SelfAttention(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """Pre-LN transformer block; optionally replaces prompt tokens at its input (methods.md §2.2-2.3).
+    """Pre-LN transformer block; optionally replaces prompt tokens at its input.
 
     `prompt_side="vision"`: the last `n` tokens are replaced (prompts sit at the end of the sequence).
     `prompt_side="text"`: positions `1..n` are replaced (after SOT), the sequence length stays the same.
@@ -212,7 +212,7 @@ class VisionTransformer(nn.Module):
         if self.VPT is not None and shared_ctx is not None:
             raise ValueError("this ViT owns VPT (IVLP design); shared_ctx is for the MaPLe design")
         prompts = self.VPT if self.VPT is not None else shared_ctx
-        if prompts is not None:  # no positional embedding for prompt tokens (methods.md §2.2)
+        if prompts is not None:  # no positional embedding for prompt tokens
             x = torch.cat([x, prompts.to(x.dtype).unsqueeze(0).expand(n, -1, -1)], dim=1)
         x = self.ln_pre(x)
         x = self.transformer(x, deep_prompts)
@@ -279,7 +279,7 @@ class AttentionPool2d(nn.Module):
 
 
 class ModifiedResNet(nn.Module):
-    """OpenAI's ResNet tower: 3-conv stem, avg-pool downsampling, attention pooling (methods.md §1.4)."""
+    """OpenAI's ResNet tower: 3-conv stem, avg-pool downsampling, attention pooling."""
 
     def __init__(
         self, layers: Sequence[int], output_dim: int, heads: int, input_resolution: int = 224, width: int = 64
@@ -396,7 +396,7 @@ class CLIP(nn.Module):
         self.initialize_parameters()
 
     def initialize_parameters(self) -> None:
-        """OpenAI's initialisation (methods.md §1.5); used only for weights a checkpoint does not provide."""
+        """OpenAI's initialisation; used only for weights a checkpoint does not provide."""
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
         if isinstance(self.visual, ModifiedResNet):
@@ -442,7 +442,7 @@ class CLIP(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """The text tower of a CLIP model, fed with prompt embeddings instead of token ids (methods.md §2.4).
+    """The text tower of a CLIP model, fed with prompt embeddings instead of token ids.
 
     Shares the parameters of `clip_model` (attributes `transformer`, `positional_embedding`, `ln_final`,
     `text_projection`, so checkpoint keys read `text_encoder.*` as upstream).

@@ -1,4 +1,4 @@
-"""CLIP's byte-level BPE tokenizer (methods.md §1.8), reading `bpe_simple_vocab_16e6.txt.gz` next to this file.
+"""CLIP's byte-level BPE tokenizer, reading `bpe_simple_vocab_16e6.txt.gz` next to this file.
 
 Text is cleaned (ftfy, HTML unescaped twice, whitespace collapsed, lower-cased), split by a regex into words,
 contractions, single digits and punctuation runs; each piece's UTF-8 bytes are mapped to printable unicode

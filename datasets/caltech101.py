@@ -1,4 +1,4 @@
-"""Caltech101 (datasets.md §8.2): folder per category, 100 classes after dropping two folders."""
+"""Caltech101: folder per category, 100 classes after dropping two folders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Describable Textures (datasets.md §8.9): folder per category; the official ``labels/`` splits are unused."""
+"""Describable Textures: folder per category; the official ``labels/`` splits are unused."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EuroSAT RGB (datasets.md §8.10): folder per class, renamed to the descriptive names CoOp's prompts use."""
+"""EuroSAT RGB: folder per class, renamed to the descriptive names CoOp's prompts use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FGVC-Aircraft (datasets.md §8.7): the official train/val/test lists; no split file, no randomness."""
+"""FGVC-Aircraft: the official train/val/test lists; no split file, no randomness."""
 
 from __future__ import annotations
 

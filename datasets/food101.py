@@ -1,4 +1,4 @@
-"""Food101 (datasets.md §8.6): folder per class; the official ``meta/`` split is unused (CoOp's 50/20/30)."""
+"""Food101: folder per class; the official ``meta/`` split is unused (CoOp's 50/20/30)."""
 
 from __future__ import annotations
 

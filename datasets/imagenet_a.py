@@ -1,4 +1,4 @@
-"""ImageNet-A (datasets.md §8.14): 200 wnid folders, labels 0..199 in sorted wnid order; test only."""
+"""ImageNet-A: 200 wnid folders, labels 0..199 in sorted wnid order; test only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ImageNet-R (datasets.md §8.15): 200 wnid folders, labels 0..199 in sorted wnid order; test only."""
+"""ImageNet-R: 200 wnid folders, labels 0..199 in sorted wnid order; test only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ImageNet-Sketch (datasets.md §8.13): 1,000 wnid folders under ``images/``; test only."""
+"""ImageNet-Sketch: 1,000 wnid folders under ``images/``; test only."""
 
 from __future__ import annotations
 

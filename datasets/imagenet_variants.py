@@ -1,4 +1,4 @@
-"""Shared reading of the test-only ImageNet variants whose class folders are named by wnid (§8.13-§8.15)."""
+"""Shared reading of the test-only ImageNet variants whose class folders are named by wnid."""
 
 from __future__ import annotations
 

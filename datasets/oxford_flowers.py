@@ -1,4 +1,4 @@
-"""Oxford Flowers-102 (datasets.md §8.5): labels from ``imagelabels.mat``, CoOp's own 50/20/30 split."""
+"""Oxford Flowers-102: labels from ``imagelabels.mat``, CoOp's own 50/20/30 split."""
 
 from __future__ import annotations
 

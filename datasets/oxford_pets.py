@@ -1,4 +1,4 @@
-"""Oxford-IIIT Pets (datasets.md §8.3) and the upstream helper names other readers call on this class."""
+"""Oxford-IIIT Pets and the upstream helper names other readers call on this class."""
 
 from __future__ import annotations
 

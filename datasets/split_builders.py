@@ -1,8 +1,8 @@
-"""Split builders used when a dataset's split file is missing (datasets.md §3, §7).
+"""Split builders used when a dataset's split file is missing.
 
 They make exactly upstream's random calls in upstream's order, on the ``rng`` they are given (a private
 ``random.Random(SEED)`` in the readers; the global `random` module when ``rng`` is None, as upstream), so the
-same seed and the same inputs give upstream's split. Directory listings are sorted (project decision 1).
+same seed and the same inputs give upstream's split. Directory listings are sorted.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["list_visible", "split_trainval", "read_and_split_data", "split_label
 
 
 def list_visible(path: str) -> list[str]:
-    """Non-hidden entries of ``path`` (no leading ``.``), sorted by code point (project decision 1)."""
+    """Non-hidden entries of ``path`` (no leading ``.``), sorted by code point."""
     return sorted(name for name in os.listdir(path) if not name.startswith("."))
 
 
@@ -32,7 +32,7 @@ def _rng(rng: Any) -> Any:
 def split_trainval(
     trainval: Sequence[Datum], p_val: float = 0.2, rng: random.Random | None = None
 ) -> tuple[list[Datum], list[Datum]]:
-    """Split an official trainval list into train/val per label (§3.1; upstream ``OxfordPets.split_trainval``).
+    """Split an official trainval list into train/val per label (upstream ``OxfordPets.split_trainval``).
 
     Labels are visited in first-appearance order; per label ``n_val = round(n * p_val)`` (must be > 0, so a
     label needs at least 3 items), one ``shuffle`` of the label's indices, the first ``n_val`` go to val.
@@ -62,7 +62,7 @@ def split_label_groups(
     p_val: float = 0.2,
     rng: random.Random | None = None,
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Shuffle each ``(label, classname, image paths)`` group once and cut it 50/20/30 (§3.2 step 2-3, §8.5).
+    """Shuffle each ``(label, classname, image paths)`` group once and cut it 50/20/30.
 
     Groups are processed in the given order; ``n_train = round(n * p_trn)``, ``n_val = round(n * p_val)``,
     the rest is test; all three must be positive (a class needs at least 4 images).
@@ -97,7 +97,7 @@ def read_and_split_data(
     new_cnames: Mapping[str, str] | None = None,
     rng: random.Random | None = None,
 ) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Build train/val/test from a folder-per-class tree (§3.2; upstream ``DTD.read_and_split_data``).
+    """Build train/val/test from a folder-per-class tree (upstream ``DTD.read_and_split_data``).
 
     Categories = sorted non-hidden folders minus ``ignored``; label = index in that list (before renaming);
     class name = ``new_cnames[folder]`` if given, else the folder name; images sorted, then one shuffle per
@@ -120,7 +120,7 @@ def read_and_split_data(
 
 
 def folder_listing(image_dir: str) -> dict[str, list[str]]:
-    """Sorted non-hidden files of every sorted non-hidden category folder: the input of §3.2, for cache keys."""
+    """Sorted non-hidden files of every sorted non-hidden category folder: the split input, for cache keys."""
     return {
         category: list_visible(os.path.join(image_dir, category))
         for category in list_visible(image_dir)

@@ -1,4 +1,4 @@
-"""Stanford Cars (datasets.md §8.4): MATLAB annotations; the model year moves to the front of the class name."""
+"""Stanford Cars: MATLAB annotations; the model year moves to the front of the class name."""
 
 from __future__ import annotations
 

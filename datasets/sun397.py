@@ -1,4 +1,4 @@
-"""SUN397 (datasets.md §8.8): partition 01 of the official lists; class names read right to left."""
+"""SUN397: partition 01 of the official lists; class names read right to left."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UCF101 middle frames (datasets.md §8.11): split 01 lists; CamelCase actions become ``Camel_Case`` folders."""
+"""UCF101 middle frames: split 01 lists; CamelCase actions become ``Camel_Case`` folders."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Procedural "coloured shapes" benchmark written in the real Caltech101 layout (datasets.md §2, §8.2).
+"""Procedural "coloured shapes" benchmark written in the real Caltech101 layout.
 
 Every class is a colour x shape combination ("red circle"); an image is that shape, in that colour (slightly
 jittered), at a random size/position on a random grey-ish texture (stripes, checks, dots, noise, gradient).
 The classes are ordered so that the first ``ceil(C/2)`` labels -- the BASE classes of the shared base/new
-split (datasets.md §5) -- cover every colour and every shape, while the NOVEL classes are the remaining,
+split -- cover every colour and every shape, while the NOVEL classes are the remaining,
 never-seen combinations of those colours and shapes. That is what makes base-to-novel transfer measurable:
 a CLIP pre-trained on base combinations can still name a novel one only if its text tower composes words.
 
@@ -78,7 +78,7 @@ def class_list(colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = 
     """All ``len(colours) * len(shapes)`` classes, base classes first (labels ``0..ceil(C/2)-1``).
 
     Colour ``i`` is a base class with the ``b_i`` shapes ``(i + k) mod S``, ``k < b_i``, where the ``b_i`` share
-    ``ceil(C/2)`` as evenly as possible (datasets.md §5 takes the first ``ceil(C/2)`` labels as base). The cyclic
+    ``ceil(C/2)`` as evenly as possible (the base/new split takes the first ``ceil(C/2)`` labels as base). The cyclic
     shift pairs every colour with different shapes, so each colour and each shape occurs among the base
     classes, no colour group is tied to a shape group, and every novel class is an unseen pairing of a seen
     colour and a seen shape.
@@ -225,7 +225,7 @@ def write_caltech_layout(
     """Write ``root/caltech-101/101_ObjectCategories/<colour>_<shape>/image_NNNN.jpg`` and the split file.
 
     ``per_class`` = (train, val, test) images per class. The split file ``split_zhou_Caltech101.json`` follows
-    datasets.md §2 exactly (3 keys, ``[relative path, label, class name]`` items, 4-space indentation, no
+    upstream's split-file format exactly (3 keys, ``[relative path, label, class name]`` items, 4-space indentation, no
     trailing newline), so the real ``Caltech101`` reader takes labels and names from it. The file is written
     last and atomically: a folder with a split file is complete.
     """

@@ -2,7 +2,7 @@
 
 Run folders use the config-file names (``oxford_pets``), ``results.jsonl`` and ``log.txt`` carry
 ``DATASET.NAME`` (``OxfordPets``) and the paper prints its own labels (``Flowers102``, ``DTD``). Tables key
-rows by the ``DATASET.NAME`` spelling and show the paper's label, in the paper's order (methods.md §6).
+rows by the ``DATASET.NAME`` spelling and show the paper's label, in the paper's order.
 """
 
 from __future__ import annotations

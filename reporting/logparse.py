@@ -1,9 +1,9 @@
 """Read Dassl-style ``log.txt`` files: invocations, the config they printed, and their result blocks.
 
-The engine appends every re-run to the same ``log.txt`` (project decision 7); upstream Dassl instead starts
-``log.txt-<timestamp>`` next to the old file (dassl-api.md §7.3). Either way one file set holds several
+The engine appends every re-run to the same ``log.txt``; upstream Dassl instead starts
+``log.txt-<timestamp>`` next to the old file. Either way one file set holds several
 *invocations*, each starting with ``train.py``'s ``** Arguments **`` banner. Results are only trusted per
-invocation: the end signal (``Finish training`` / ``=> result``, dassl-api.md §10) of a finished run must not
+invocation: the end signal (``Finish training`` / ``=> result``) of a finished run must not
 make the per-epoch ``val`` lines of a later, interrupted re-run count as final results.
 """
 
@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 FINISH_SIGNAL = "Finish training"
-# Dassl < 0.6.1 (CoOp-era logs) printed "Finished training"; forks' parsers wait for that one (dassl-api.md §9).
+# Dassl < 0.6.1 (CoOp-era logs) printed "Finished training"; forks' parsers wait for that one.
 FINISH_SIGNALS = (FINISH_SIGNAL, "Finished training")
 RESULT_SIGNAL = "=> result"
 B2N_SIGNAL = "=> base-to-novel result"  # our PromptKD trainer: base_accuracy / novel_accuracy / HM lines
@@ -35,7 +35,7 @@ def upstream_metric_regex(keyword: str) -> re.Pattern[str]:
 
 @dataclass
 class ResultBlock:
-    """One evaluator block (``=> result`` and its ``* name: value`` lines, dassl-api.md §6.2)."""
+    """One evaluator block (``=> result`` and its ``* name: value`` lines)."""
 
     split: str | None  # from the preceding "Evaluate on the *split* set" line, None when absent
     after_finish: bool  # printed after "Finish training" in the same invocation

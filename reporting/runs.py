@@ -3,7 +3,7 @@
 A *run folder* holds ``results.jsonl`` and/or ``log.txt`` (plus upstream's ``log.txt-<timestamp>``). Its final
 results come from ``results.jsonl`` (docs/design.md "Results as JSON lines") when that file has any, else from
 the text logs. Dataset, seed and shots come from the records, else from the config the log printed, else from
-the folder names the scripts use (methods.md §4.11): ``.../train_base/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>``,
+the folder names the scripts use: ``.../train_base/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>``,
 ``.../test_new/...``, PromptKD's ``seed_<S>``, ``<dataset>/<trainer>/<cfg>_<K>shots/seed<S>`` and
 ``evaluation/<trainer>/<cfg>_<K>shots/<dataset>/seed<S>``.
 """
@@ -206,7 +206,7 @@ def _fill_from_logs(run: Run) -> None:
         return
     if (run.trainer or "").lower() == "promptkd" and (run.modal or "base2novel") == "base2novel":
         # Upstream PromptKD: the final test is on the novel classes; the base accuracy only appears as the
-        # best per-epoch `val` result (val = base-class test images, checkpoint kept by best val; methods.md §4.8).
+        # best per-epoch `val` result (val = base-class test images, checkpoint kept by best val).
         run.results["new"] = dict(final.metrics)
         upto = invocations[: invocations.index(final_inv) + 1]
         vals = [b for inv in upto for b in inv.blocks if b.split == "val" and not b.after_finish]

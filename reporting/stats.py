@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CI95_Z = 1.96  # normal approximation, as upstream's --ci95 (dassl-api.md §10)
+CI95_Z = 1.96  # normal approximation, as upstream's --ci95
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Helpers shared by scripts/<method>/*.sh (source this file; it is not a script of its own).
 #
-# Conventions (methods.md §4.11, with the fixes of §5 #19):
+# Conventions (upstream's, with its script bugs fixed):
 # - The dataset root comes from the DATA environment variable (no hard-coded cluster paths).
 # - The GPU is whatever CUDA_VISIBLE_DEVICES says (never forced to 0); unset means "all visible".
 # - Scripts run from the repository root (they cd there), so `train.py`, `configs/...` and `output/...` are the
@@ -166,7 +166,7 @@ check_method_args() {
 }
 
 # launch_train DIR TRAINER CFG DATASET SEED [OPT...]: a training run into DIR: train.py with the flags every
-# method passes (methods.md §4.11), then the KEY VALUE config OPTs.
+# method passes, then the KEY VALUE config OPTs.
 launch_train() {
     local dir="$1" trainer="$2" cfg="$3" dataset="$4" seed="$5"
     shift 5
@@ -193,7 +193,7 @@ launch_eval() {
 }
 
 # run_base2new_train TRAINER CFG SHOTS DATASET SEED: base-to-novel training on the base classes with SHOTS shots
-# (methods.md §3.0, §4.11) into output/base2new/train_base/DATASET/shots_SHOTS/TRAINER/CFG/seedSEED.
+# into output/base2new/train_base/DATASET/shots_SHOTS/TRAINER/CFG/seedSEED.
 run_base2new_train() {
     local trainer="$1" cfg="$2" shots="$3" dataset="$4" seed="$5"
     check_method_args "${trainer}" "${cfg}" "${dataset}" SEED "${seed}"

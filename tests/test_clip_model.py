@@ -105,7 +105,7 @@ def test_architecture_inference() -> None:
     assert [heads_for_width(w) for w in (32, 48, 512, 768, 1024)] == [2, 3, 8, 12, 16]
 
 
-# OpenAI's architectures (methods.md §1.1 table; RN50x64 from open_clip's config): CLIP(...) arguments
+# OpenAI's architectures (OpenAI's published table; RN50x64 from open_clip's config): CLIP(...) arguments
 OPENAI_ARCHITECTURES = {
     "RN50": (1024, 224, (3, 4, 6, 3), 64, None, 512, 12),
     "RN101": (512, 224, (3, 4, 23, 3), 64, None, 512, 12),

@@ -1,4 +1,4 @@
-"""Prompt designs (methods.md §2.2-2.3): parameter placement, token insertion/replacement, gradients."""
+"""Prompt designs: parameter placement, token insertion/replacement, gradients."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from clip.tokenizer import DEFAULT_BPE_PATH, SimpleTokenizer, byte_to_unicode, c
 
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 
-# Class names the dataset spec lists (datasets.md §8), in their final (renamed) form.
+# Class names the dataset spec lists, in their final (renamed) form.
 SPEC_CLASSNAMES = [
     "face", "leopard", "motorbike", "accordion", "airplane", "anchor", "car_side", "water_lilly", "yin_yang",
     "abyssinian", "american_pit_bull_terrier", "2000 AM General Hummer SUV", "pink primrose", "apple_pie",
@@ -58,7 +58,7 @@ def test_vocabulary_layout() -> None:
 
 
 def test_special_tokens_in_text_map_to_their_ids() -> None:
-    """OpenAI's pre-tokeniser keeps `<|startoftext|>`/`<|endoftext|>` whole (methods.md §1.8)."""
+    """OpenAI's pre-tokeniser keeps `<|startoftext|>`/`<|endoftext|>` whole."""
     tok = SimpleTokenizer()
     assert tok.encode("<|startoftext|>dog<|endoftext|>") == [49406, tok.encode("dog")[0], 49407]
 

@@ -1,4 +1,4 @@
-"""CoCoOp (methods.md §3.3): train.py with the real YAML, eval-only reload, the meta-net's per-image context
+"""CoCoOp: train.py with the real YAML, eval-only reload, the meta-net's per-image context
 shift, gradients and checkpoint contents."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_meta_net_shifts_context_per_image() -> None:
     # each image only sees its own prompts (logits are 100 x cosine: float noise of batched matmuls ~1e-5)
     torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(chunked, one_by_one, rtol=1e-4, atol=1e-4)
-    with torch.no_grad():  # methods.md §3.3 for image 2, written out
+    with torch.no_grad():  # CoCoOp's per-image context for image 2, written out
         f = torch.nn.functional.normalize(clip_model.visual(images[2:3]), dim=-1)  # (1, E)
         prompts = learner.build_prompts(learner.ctx + learner.meta_net(f))  # (C, L, D)
         text = torch.nn.functional.normalize(model.text_encoder(prompts, learner.tokenized_prompts), dim=-1)

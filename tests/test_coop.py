@@ -1,4 +1,4 @@
-"""CoOp (methods.md §3.2): training through train.py with the real YAML, eval-only reload, class-token layouts,
+"""CoOp: training through train.py with the real YAML, eval-only reload, class-token layouts,
 gradients, checkpoint contents."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Spec dassl-api.md §1.1: every import the PromptKD repository makes from Dassl works against our package."""
+"""Spec every import the PromptKD repository makes from Dassl works against our package."""
 
 import importlib
 
@@ -27,7 +27,7 @@ UPSTREAM_IMPORTS = [
     ("dassl.data.datasets", "DatasetBase"),
     ("dassl.data.transforms", "build_transform"),
     ("dassl.data", "DatasetWrapper"),
-    # §1.2 module map beyond the hard minimum
+    # upstream's module map beyond the hard minimum
     ("dassl.engine", "TrainerBase"),
     ("dassl.engine", "SimpleTrainer"),
     ("dassl.engine", "TrainerXU"),
@@ -55,7 +55,7 @@ def test_upstream_import_resolves(module: str, name: str) -> None:
 
 
 def test_trainer_attributes_upstream_trainers_rely_on() -> None:
-    """The methods and attributes PromptKD's trainers call on their base classes (§1.1)."""
+    """The methods and attributes PromptKD's trainers call on their base classes."""
     from dassl.engine import SimpleTrainer, TrainerBase, TrainerX
 
     for name in [

@@ -13,7 +13,7 @@ from dassl.config import (
     registered_cfg_defaults,
 )
 
-# Spec dassl-api.md 2.2 (every key and default) plus the engine keys of docs/design.md.
+# Upstream Dassl's default tree (every key and default) plus the engine keys of docs/design.md.
 EXPECTED_DEFAULTS = {
     "VERSION": 1,
     "OUTPUT_DIR": "./output",

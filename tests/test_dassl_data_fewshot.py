@@ -1,4 +1,4 @@
-"""Few-shot sampling, Datum and DatasetBase (dassl-api.md §4.1, §4.2, §4.7, §12 checks 4-5; datasets.md §10 A)."""
+"""Few-shot sampling, Datum and DatasetBase."""
 
 import io
 import logging
@@ -10,7 +10,7 @@ import pytest
 from dassl.data.datasets import DatasetBase, Datum, sample_few_shot
 from dassl.data.datasets import base_dataset as base_dataset_module
 
-# datasets.md §10 A: items 0..11 with these labels; fewshot(k=2) then fewshot(k=3) on one RNG stream.
+# Golden vector: items 0..11 with these labels; fewshot(k=2) then fewshot(k=3) on one RNG stream.
 GOLDEN_LABELS = [1, 1, 0, 1, 0, 2, 0, 2, 2, 1, 0, 2]
 GOLDEN = {
     1: ([1, 3, 2, 4, 5, 7], [9, 1, 3, 4, 2, 10, 5, 7, 8]),

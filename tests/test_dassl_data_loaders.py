@@ -1,4 +1,4 @@
-"""DatasetWrapper, samplers, build_data_loader and DataManager (dassl-api.md §4.5, §4.6, §4.8, §8.3)."""
+"""DatasetWrapper, samplers, build_data_loader and DataManager."""
 
 import random
 
@@ -109,7 +109,7 @@ def test_data_manager_custom_transforms_and_thousands_separator(tmp_path, capsys
 
 
 def test_single_process_shuffle_matches_plain_torch_loader(tmp_path):
-    """Same torch draws as upstream's DataLoader(RandomSampler) and no RNG use at construction (§8.3, §8.6)."""
+    """Same torch draws as upstream's DataLoader(RandomSampler) and no RNG use at construction."""
     cfg = _cfg(tmp_path)
     items = _write_images(tmp_path, 10)
     tfm = build_transform(cfg, is_train=False)

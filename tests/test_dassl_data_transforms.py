@@ -1,4 +1,4 @@
-"""Transforms built from cfg.INPUT (dassl-api.md §4.4)."""
+"""Transforms built from cfg.INPUT."""
 
 import random
 

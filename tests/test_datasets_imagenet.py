@@ -1,4 +1,4 @@
-"""ImageNet (listing, caches, train-only few-shot) and the four test-only variants (datasets.md §8.1, §8.12-§8.15)."""
+"""ImageNet (listing, caches, train-only few-shot) and the four test-only variants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The 11 readers with a train split, on real raw layouts (datasets.md §2-§8, §12): split file path, generated
+"""The 11 readers with a train split, on real raw layouts: split file path, generated
 split path, few-shot rule, base/new, caches outside a read-only root, upstream pickles, actionable errors."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SPLIT_READERS = {
     "EuroSAT": (fx.make_eurosat, {}, {"with_split_file": True}),
     "UCF101": (fx.make_ucf101, {}, {"with_split_file": True, "with_annotations": False}),
 }
-FOLDER_TREE = {  # reader -> (ignored folders, renames) of §3.2
+FOLDER_TREE = {  # reader -> (ignored folders, renames) of the folder-per-class split
     "Caltech101": (("BACKGROUND_Google", "Faces_easy"), fx.CALTECH_RENAMES),
     "Food101": ((), {}),
     "DescribableTextures": ((), {}),
@@ -55,7 +55,7 @@ def to_datums(items: list[tuple[str, int, str]], base: Path) -> list[Datum]:
 
 
 def few_shot_rule(items: list[Datum], k: int, rng: random.Random) -> list[Datum]:
-    """datasets.md §4.1 written out: per label (first appearance) rng.sample(group, k), or the whole group."""
+    """Upstream few-shot sampling written out: per label (first appearance) rng.sample(group, k), or the whole group."""
     groups: dict[int, list[Datum]] = {}
     for item in items:
         groups.setdefault(item.label, []).append(item)
@@ -141,7 +141,7 @@ def caltech40(tmp_path_factory) -> fx.DatasetFixture:
 @pytest.mark.parametrize("shots", [1, 2, 4, 16])
 def test_few_shot_follows_the_sampling_rule(tmp_path, caltech40, seed: int, shots: int) -> None:
     ds = build(caltech40.root, "Caltech101", tmp_path / "cache", num_shots=shots, seed=seed, val_source="val")
-    rng = random.Random(seed)  # split file present: the few-shot draws start from a fresh seed (§7)
+    rng = random.Random(seed)  # split file present: the few-shot draws start from a fresh seed
     expected_train = few_shot_rule(to_datums(caltech40.split["train"], caltech40.dataset_dir), shots, rng)
     expected_val = few_shot_rule(to_datums(caltech40.split["val"], caltech40.dataset_dir), min(shots, 4), rng)
     assert ds.train_x == expected_train and ds.val == expected_val

@@ -1,5 +1,5 @@
-"""Shared dataset stages: golden vectors (datasets.md §10), split-file format/errors (§2), base/new split (§5),
-assembly (§6), cache directory and the Datum-only unpickler (decision 2)."""
+"""Shared dataset stages: golden vectors, split-file format/errors, base/new split,
+assembly, cache directory and the Datum-only unpickler."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_class_split_puts_unseen_combinations_of_seen_words_in_novel(colours, sh
     n = colours * shapes
     m = math.ceil(n / 2)
     assert [c.label for c in classes] == list(range(n))
-    assert [c.base for c in classes] == [True] * m + [False] * (n - m)  # base = first ceil(n/2) labels (§5)
+    assert [c.base for c in classes] == [True] * m + [False] * (n - m)  # base = first ceil(n/2) labels
     base, novel = classes[:m], classes[m:]
     assert {c.colour for c in base} == {c.colour for c in classes}  # every colour is seen in base
     assert {c.shape for c in base} == {c.shape for c in classes}  # every shape too
@@ -63,7 +63,7 @@ def test_dataset_is_read_by_the_real_caltech101_reader(tmp_path):
     data = write_caltech_layout(tmp_path / "d", seed=3, per_class=(3, 1, 2), colours=("red", "blue"), shapes=SHAPES2)
     split_file = tmp_path / "d" / "caltech-101" / "split_zhou_Caltech101.json"
     text = split_file.read_text()
-    assert list(json.loads(text)) == ["train", "val", "test"] and not text.endswith("\n")  # datasets.md §2 format
+    assert list(json.loads(text)) == ["train", "val", "test"] and not text.endswith("\n")  # upstream split-file format
     reader = DATASET_REGISTRY.get("Caltech101")(
         fx.make_dataset_cfg(tmp_path / "d", "Caltech101", tmp_path / "c", val_source="val")
     )

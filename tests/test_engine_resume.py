@@ -1,4 +1,4 @@
-"""Interrupted-and-resumed training equals the uninterrupted run bitwise on CPU (spec README decision 8)."""
+"""Interrupted-and-resumed training equals the uninterrupted run bitwise on CPU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IVLP (methods.md §3.4) through train.py with its real YAMLs; checkpoints; real-size trainable count."""
+"""IVLP through train.py with its real YAMLs; checkpoints; real-size trainable count."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_batch4_yaml_exists_with_upstream_script_name():
 
 
 def test_trainable_parameter_count_at_vit_b16_size():
-    """Spec §2.2: ctx 2,048 + text deep 16,384 + vision 27,648 = 46,080 (built on the meta device: no memory)."""
+    """Trainable: ctx 2,048 + text deep 16,384 + vision 27,648 = 46,080 (built on the meta device: no memory)."""
     with torch.device("meta"):
         clip_model = CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12, design=ivlp_design(9, 9, 4, 4))
         model = PromptedCLIP(clip_model, ["cat", "dog"], 4, "a photo of a")

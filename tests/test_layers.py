@@ -37,7 +37,7 @@ def test_package_respects_layering(package: str) -> None:
 
 
 def test_datasets_never_read_trainer_config() -> None:
-    """Readers must not branch on the trainer (spec decision 3); only the trainers know about them."""
+    """Readers must not branch on the trainer; only the trainers know about them."""
     hits = [
         str(path.relative_to(ROOT))
         for path in sorted((ROOT / "datasets").rglob("*.py"))

@@ -1,4 +1,4 @@
-"""MaPLe (methods.md §2.3, §3.5): train.py with the real YAML (depth 9 on a 9-block tiny CLIP), eval-only
+"""MaPLe: train.py with the real YAML (depth 9 on a 9-block tiny CLIP), eval-only
 reload, coupling functions, derived widths, gradients, checkpoint contents, upstream-style full checkpoints."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_prompt_learner_shapes_coupling_and_depth_checks() -> None:
     # the coupling functions start as copies of one initialisation
     p0, p1 = learner.compound_prompt_projections
     torch.testing.assert_close(p0.weight, p1.weight)
-    # CTX_INIT with N_CTX=2: learnable "a photo", fixed "of a" (methods.md §2.4)
+    # CTX_INIT with N_CTX=2: learnable "a photo", fixed "of a"
     with torch.no_grad():
         expected = clip_model.token_embedding(clip.tokenize(["a photo of a cat.", "a photo of a sea lion."]))
     torch.testing.assert_close(prompts, expected)

@@ -397,7 +397,7 @@ def test_reference_file_is_consistent():
     for method in ("CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC", "PromptKD"):
         rows = {k: v for k, v in t1[method].items() if k != "Average"}
         assert len(rows) == 11
-        for key in ("base", "novel"):  # the Average row is the 11-dataset mean (methods.md §6.1 check)
+        for key in ("base", "novel"):  # the Average row is the 11-dataset mean
             assert _mean([v[key] for v in rows.values()]) == pytest.approx(t1[method]["Average"][key], abs=0.006)
     cross = ref["cross_dataset"]["PromptKD"]
     assert _mean([v for k, v in cross.items() if k != "Average"]) == pytest.approx(cross["Average"], abs=0.006)

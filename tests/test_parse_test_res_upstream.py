@@ -1,4 +1,4 @@
-"""parse_test_res.py in upstream mode: upstream's printed lines and numbers (dassl-api.md §10), weaknesses fixed."""
+"""parse_test_res.py in upstream mode: upstream's printed lines and numbers, weaknesses fixed."""
 
 from __future__ import annotations
 

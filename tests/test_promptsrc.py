@@ -1,4 +1,4 @@
-"""PromptSRC (methods.md §3.6): loss terms, GPA (weights, fp32 aggregation, persistence across resume),
+"""PromptSRC: loss terms, GPA (weights, fp32 aggregation, persistence across resume),
 frozen zero-shot references built from the same weights, checkpoints with upstream key names."""
 
 from __future__ import annotations

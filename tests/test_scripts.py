@@ -1,4 +1,4 @@
-"""The bash scripts under scripts/ (methods.md §4.11): syntax, argument/DATA checks, and the exact `train.py`
+"""The bash scripts under scripts/: syntax, argument/DATA checks, and the exact `train.py`
 command lines they produce, recorded by a stub `python` placed first on PATH."""
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def test_reproduce_xd_default_loop_and_cross_opts(stub_env: dict[str, str]) -> N
 
 
 def _call(trainer: str, cfg: str, dataset: str, seed: int | str, out_dir: str, rest: str = "") -> list[str]:
-    """The train.py argv every method script builds (methods.md §4.11 table): the six shared flags, then `rest`."""
+    """The train.py argv every method script builds: the six shared flags, then `rest`."""
     return [
         "train.py",
         "--root",

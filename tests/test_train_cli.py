@@ -1,4 +1,4 @@
-"""train.py end to end on the toy trainer/dataset (dassl-api.md section 12 check 7, design "Results as JSON lines")."""
+"""train.py end to end on the toy trainer/dataset (docs/design.md "Results as JSON lines")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Zero-shot CLIP (methods.md §3.1): eval-only through train.py equals a direct computation with the clip API;
+"""Zero-shot CLIP: eval-only through train.py equals a direct computation with the clip API;
 the ensemble of ZeroshotCLIP2; immutable template lists."""
 
 from __future__ import annotations

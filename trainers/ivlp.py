@@ -1,8 +1,8 @@
-"""IVLP: independent vision-language deep prompts trained with cross-entropy (methods.md §3.4).
+"""IVLP: independent vision-language deep prompts trained with cross-entropy.
 
-CLIP with the ``ivlp`` design (deep prompts ``VPT`` / ``VPT_shallow`` in both towers, §2.2) and a learnable
-text context (``VLPromptLearner``, §2.4). Logits ``s * normalize(f_img) @ normalize(f_txt)^T``; loss CE.
-Registered model ``VLPromptLearner``; checkpoints hold the trainable prompts only (decision 9).
+CLIP with the ``ivlp`` design (deep prompts ``VPT`` / ``VPT_shallow`` in both towers) and a learnable
+text context (``VLPromptLearner``). Logits ``s * normalize(f_img) @ normalize(f_txt)^T``; loss CE.
+Registered model ``VLPromptLearner``; checkpoints hold the trainable prompts only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The default configuration tree (spec dassl-api.md section 2.2) plus the engine's own keys (docs/design.md).
+"""The default configuration tree plus the engine's own keys (docs/design.md).
 
 Every key a YAML file or a command-line ``opts`` pair may set must exist here, because yacs rejects unknown
 keys; types matter too (yacs refuses int <-> float), so defaults keep upstream's literal types.
@@ -105,7 +105,7 @@ _C.MODEL.HEAD.ACTIVATION = "relu"
 _C.MODEL.HEAD.BN = True
 _C.MODEL.HEAD.DROPOUT = 0.0
 # Engine additions: where CLIP .pt files are looked for, and the explicit opt-in for opening a
-# TorchScript archive whose SHA-256 is not a published OpenAI value (decision 5).
+# TorchScript archive whose SHA-256 is not a published OpenAI value.
 _C.MODEL.WEIGHTS_DIR = ""
 _C.MODEL.TRUST_TORCHSCRIPT = False
 

@@ -1,4 +1,4 @@
-"""Data pipeline: datasets, transforms, samplers and the `DataManager` (dassl-api.md §4).
+"""Data pipeline: datasets, transforms, samplers and the `DataManager`.
 
 ``DataManager`` and ``DatasetWrapper`` are resolved lazily (PEP 562) so that importing
 ``dassl.data.datasets`` (what dataset readers do) does not import torchvision and the loader code.

@@ -1,8 +1,8 @@
-"""Index samplers for the data loaders (dassl-api.md §4.8) plus the sharded samplers used under torchrun.
+"""Index samplers for the data loaders plus the sharded samplers used under torchrun.
 
-`RandomSampler` / `SequentialSampler` are torch's own, so a seeded run draws exactly what upstream draws
-(§8.3). The domain/class-balanced samplers keep upstream's per-epoch algorithm (stdlib `random` calls in
-the same order) but no longer run a whole epoch at construction to learn their length (§11 #15): the length
+`RandomSampler` / `SequentialSampler` are torch's own, so a seeded run draws exactly what upstream draws.
+The domain/class-balanced samplers keep upstream's per-epoch algorithm (stdlib `random` calls in
+the same order) but no longer run a whole epoch at construction to learn their length: the length
 is exact where it is deterministic (all domains per batch) and otherwise an estimate from a private RNG,
 replaced by the true length of each epoch once that epoch's indices are drawn.
 """

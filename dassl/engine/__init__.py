@@ -1,4 +1,4 @@
-"""Trainer engine (dassl-api.md section 3): registry, trainer base classes, precision and DDP helpers."""
+"""Trainer engine: registry, trainer base classes, precision and DDP helpers."""
 
 from dassl.modeling import SimpleNet
 

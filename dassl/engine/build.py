@@ -1,4 +1,4 @@
-"""Trainer registry and builder (dassl-api.md section 3.1)."""
+"""Trainer registry and builder."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ class IterationLogMixin:
         return None
 
     def _log_iteration(self, batch_time: AverageMeter, data_time: AverageMeter, losses: MetricMeter) -> None:
-        """Upstream's iteration line (dassl-api.md section 3.5) and the per-iteration TensorBoard scalars."""
+        """Upstream's iteration line and the per-iteration TensorBoard scalars."""
         meet_freq = (self.batch_idx + 1) % self.cfg.TRAIN.PRINT_FREQ == 0
         only_few_batches = self.num_batches < self.cfg.TRAIN.PRINT_FREQ
         lr = self.get_current_lr()

@@ -1,8 +1,8 @@
 """Numeric precision of a training run, decided in one place (docs/design.md "Precision").
 
 Upstream CLIP trainers implement ``PREC`` by casting whole models to fp16 (``half``) and training fp16
-parameters directly, which makes CPU runs impossible and silently ignores the setting in places
-(methods.md section 5, #4-#6, #15). Here every mode keeps the parameters in fp32 and lowers the precision of
+parameters directly, which makes CPU runs impossible and silently ignores the setting in places.
+Here every mode keeps the parameters in fp32 and lowers the precision of
 the *activations* through ``torch.autocast``; the GradScaler protects fp16 gradients from underflow on CUDA.
 """
 
@@ -63,7 +63,7 @@ def resolve_precision(prec: str, device: torch.device | str) -> Precision:
     - ``fp32``: fp32 math everywhere.
     - ``bf16``: autocast to bfloat16 (CPU and CUDA; CUDA without bf16 support falls back to fp32 math).
     - ``fp16`` / ``amp`` (upstream's values): on CUDA autocast to float16 with a GradScaler; on CPU, where fp16
-      kernels are slow or missing, fp32 math (decision 11: every mode runs on CPU and the log says so).
+      kernels are slow or missing, fp32 math (every mode runs on CPU and the log says so).
     """
     if not isinstance(prec, str) or prec.lower() not in VALID_PRECISIONS:
         raise ValueError(

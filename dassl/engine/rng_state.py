@@ -1,4 +1,4 @@
-"""Capture and restore every random-number generator a training run consumes (spec README decision 8).
+"""Capture and restore every random-number generator a training run consumes.
 
 Stored in checkpoints so that a run interrupted after epoch k and resumed from ``model.pth.tar-k`` draws the
 same shuffles, augmentations and dropout masks as the uninterrupted run (bitwise on CPU). The state is kept

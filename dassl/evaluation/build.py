@@ -1,4 +1,4 @@
-"""Evaluator registry and builder (spec dassl-api.md section 6.1)."""
+"""Evaluator registry and builder."""
 
 from __future__ import annotations
 

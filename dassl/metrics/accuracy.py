@@ -1,4 +1,4 @@
-"""Top-k accuracy (spec dassl-api.md section 6.3; weakness #10)."""
+"""Top-k accuracy."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pairwise distances between feature matrices (spec dassl-api.md section 6.4; weakness #18)."""
+"""Pairwise distances between feature matrices."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Network builders. Only ``SimpleNet`` is kept (importable) for API compatibility (dassl-api.md section 1.3)."""
+"""Network builders. Only ``SimpleNet`` is kept (importable) for API compatibility."""
 
 from .simple_net import SimpleNet
 

@@ -1,4 +1,4 @@
-"""``SimpleNet``: upstream's backbone + head + classifier network (dassl-api.md section 3.7).
+"""``SimpleNet``: upstream's backbone + head + classifier network.
 
 Upstream builds the backbone from its own CNN registry (ResNets, AlexNet, ...), which is out of scope here:
 every CLIP trainer overrides ``build_model``. This implementation accepts any torchvision classification model

@@ -1,4 +1,4 @@
-"""``build_lr_scheduler`` and the warmup wrappers (spec dassl-api.md section 5.2, weaknesses #1 and #2).
+"""``build_lr_scheduler`` and the warmup wrappers.
 
 The schedule values match upstream exactly because the inner schedulers are torch's own ``StepLR``,
 ``MultiStepLR`` and ``CosineAnnealingLR``, whose recursive updates read the lr the warmup wrapper leaves in

@@ -1,4 +1,4 @@
-"""``build_optimizer`` driven by ``cfg.OPTIM`` (spec dassl-api.md section 5.1)."""
+"""``build_optimizer`` driven by ``cfg.OPTIM``."""
 
 from __future__ import annotations
 

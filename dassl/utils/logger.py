@@ -1,4 +1,4 @@
-"""Console + ``log.txt`` logging (spec dassl-api.md section 7.3, decision 7, weakness #9).
+"""Console + ``log.txt`` logging.
 
 ``setup_logger(output)`` replaces ``sys.stdout`` with a :class:`Logger` tee, so the upstream console lines
 (printed by the engine) reach both the console and ``OUTPUT_DIR/log.txt``, which upstream tools parse.

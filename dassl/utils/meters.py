@@ -1,4 +1,4 @@
-"""Running averages for the iteration log line (spec dassl-api.md section 7.4)."""
+"""Running averages for the iteration log line."""
 
 from __future__ import annotations
 

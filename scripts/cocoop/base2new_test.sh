@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CoCoOp base-to-novel: evaluate the base-class model of the matching train script on the NOVEL classes
-# (--eval-only, epoch 10; methods.md §4.11).
+# (--eval-only, epoch 10).
 # usage: DATA=/path/to/datasets bash scripts/cocoop/base2new_test.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CoCoOp cross-dataset: evaluate the ImageNet-trained weights of the matching xd train script (epoch 10) on DATASET
-# (all classes, --eval-only; methods.md §4.11).
+# (all classes, --eval-only).
 # usage: DATA=/path/to/datasets bash scripts/cocoop/xd_test.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

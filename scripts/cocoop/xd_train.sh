@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CoCoOp cross-dataset source training: ImageNet, all classes, 16 shots (methods.md §4.11).
+# CoCoOp cross-dataset source training: ImageNet, all classes, 16 shots.
 # Evaluate the weights on other datasets with xd_test.sh.
 # usage: DATA=/path/to/datasets bash scripts/cocoop/xd_train.sh SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh

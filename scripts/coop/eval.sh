@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CoOp cross-dataset / domain-generalisation evaluation: the ImageNet 16-shot weights (nctx16, no CSC, class
-# token at the end, epoch 50) evaluated on DATASET for seeds 1-3 (methods.md §4.11).
+# token at the end, epoch 50) evaluated on DATASET for seeds 1-3.
 # usage: DATA=/path/to/datasets bash scripts/coop/eval.sh DATASET CFG
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

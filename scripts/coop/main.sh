@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CoOp few-shot training for seeds 1-3 (methods.md §4.11).
+# CoOp few-shot training for seeds 1-3.
 # usage: DATA=/path/to/datasets bash scripts/coop/main.sh DATASET CFG CTP NCTX SHOTS CSC
 #   CFG  a configs/trainers/CoOp/<CFG>.yaml (rn50, vit_b16_ep50, ...)
 #   CTP  class-token position: end, middle or front

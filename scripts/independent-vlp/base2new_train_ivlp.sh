@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# IVLP (independent V-L prompting) base-to-novel: train on the base classes with 16 shots per class (methods.md §3.0 base-to-novel protocol, §4.11);
+# IVLP (independent V-L prompting) base-to-novel: train on the base classes with 16 shots per class (base-to-novel protocol);
 # the end-of-training test is on the base classes. Novel accuracy: the matching test script.
 # usage: DATA=/path/to/datasets bash scripts/independent-vlp/base2new_train_ivlp.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # IVLP released weights: evaluate released base-to-novel weights (WEIGHTS_PATH/base/seedSEED, epoch 5) on the base and
-# on the novel classes (methods.md §4.11). Finished evaluations are skipped.
+# on the novel classes. Finished evaluations are skipped.
 # usage: DATA=/path/to/datasets bash scripts/independent-vlp/reproduce_ivlp.sh DATASET SEED WEIGHTS_PATH
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MaPLe base-to-novel: evaluate the base-class model of the matching train script on the NOVEL classes
-# (--eval-only, epoch 5; methods.md §4.11).
+# (--eval-only, epoch 5).
 # usage: DATA=/path/to/datasets bash scripts/maple/base2new_test_maple.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

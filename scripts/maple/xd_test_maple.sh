@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MaPLe cross-dataset: evaluate the ImageNet-trained weights of the matching xd train script (epoch 2) on DATASET
-# (all classes, --eval-only; methods.md §4.11).
+# (all classes, --eval-only).
 # usage: DATA=/path/to/datasets bash scripts/maple/xd_test_maple.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

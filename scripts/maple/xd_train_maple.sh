@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# MaPLe cross-dataset: train on all classes of the source dataset (ImageNet in the paper) with 16 shots per class
-# (methods.md §4.11); the cross-dataset test script evaluates these weights on other datasets.
+# MaPLe cross-dataset: train on all classes of the source dataset (ImageNet in the paper) with 16 shots per class;
+# the cross-dataset test script evaluates these weights on other datasets.
 # usage: DATA=/path/to/datasets bash scripts/maple/xd_train_maple.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PromptKD base-to-novel distillation (methods.md §4.11): the student learns from the teacher on the unlabeled
+# PromptKD base-to-novel distillation: the student learns from the teacher on the unlabeled
 # train images of ALL classes and is evaluated on the base and the novel classes of the test split.
 # KD_WEIGHT per dataset comes from configs/kd_weights.yaml.
 # usage: DATA=/path/to/datasets bash scripts/promptkd/base2new_train.sh DATASET SEED

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PromptKD cross-dataset distillation (methods.md §4.11): the ImageNet-trained teacher
+# PromptKD cross-dataset distillation: the ImageNet-trained teacher
 # (teacher_model/ImageNet-xd/...) is distilled into the student on the unlabeled train images of the target
 # dataset; evaluation on all its classes. KD_WEIGHT per dataset comes from configs/kd_weights.yaml.
 # usage: DATA=/path/to/datasets bash scripts/promptkd/xd_train.sh DATASET SEED

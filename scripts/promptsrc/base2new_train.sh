@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PromptSRC base-to-novel: train on the base classes with 16 shots per class (methods.md §3.0 base-to-novel protocol, §4.11);
+# PromptSRC base-to-novel: train on the base classes with 16 shots per class (base-to-novel protocol);
 # the end-of-training test is on the base classes. Novel accuracy: the matching test script.
 # usage: DATA=/path/to/datasets bash scripts/promptsrc/base2new_train.sh DATASET SEED
 # shellcheck source-path=SCRIPTDIR source=../common.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PromptSRC few-shot: train on all classes with SHOTS images per class, seeds 1-3 (methods.md §4.11).
+# PromptSRC few-shot: train on all classes with SHOTS images per class, seeds 1-3.
 # usage: DATA=/path/to/datasets bash scripts/promptsrc/few_shot.sh DATASET SHOTS
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PromptSRC released weights: evaluate released base-to-novel weights (WEIGHTS_PATH/base/seedSEED, epoch 20) on the base and
-# on the novel classes (methods.md §4.11). Finished evaluations are skipped.
+# on the novel classes. Finished evaluations are skipped.
 # usage: DATA=/path/to/datasets bash scripts/promptsrc/reproduce_base2novel_setting.sh DATASET SEED WEIGHTS_PATH
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# PromptSRC released few-shot weights (WEIGHTS_PATH/<SHOTS>shot/seedSEED, epoch 50) evaluated for seeds 1-3
-# (methods.md §4.11). Finished evaluations are skipped.
+# PromptSRC released few-shot weights (WEIGHTS_PATH/<SHOTS>shot/seedSEED, epoch 50) evaluated for seeds 1-3.
+# Finished evaluations are skipped.
 # usage: DATA=/path/to/datasets bash scripts/promptsrc/reproduce_few_shot.sh DATASET SHOTS WEIGHTS_PATH
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# PromptSRC released cross-dataset weights (WEIGHTS_PATH/seedSEED, epoch 20) evaluated on DATASET
-# (methods.md §4.11). A finished evaluation is skipped.
+# PromptSRC released cross-dataset weights (WEIGHTS_PATH/seedSEED, epoch 20) evaluated on DATASET.
+# A finished evaluation is skipped.
 # usage: DATA=/path/to/datasets bash scripts/promptsrc/reproduce_xd.sh DATASET SEED WEIGHTS_PATH
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

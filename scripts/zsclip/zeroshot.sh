@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Zero-shot CLIP (hand-written template per dataset) evaluated on DATASET; the backbone and input settings come
-# from the CoOp YAML named CFG (rn50, rn101, vit_b32, vit_b16; methods.md §3.1, §4.11). No seed, no training.
+# from the CoOp YAML named CFG (rn50, rn101, vit_b32, vit_b16). No seed, no training.
 # usage: DATA=/path/to/datasets bash scripts/zsclip/zeroshot.sh DATASET CFG
 # shellcheck source-path=SCRIPTDIR source=../common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

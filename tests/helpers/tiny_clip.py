@@ -1,6 +1,6 @@
 """Tiny CLIP checkpoints in OpenAI's exact file formats, for tests.
 
-The state dicts are generated key by key from OpenAI's layout (methods.md §1.4), independently of our
+The state dicts are generated key by key from OpenAI's layout, independently of our
 `clip.model`, so a test that loads them proves that our key names and shape inference match OpenAI's files.
 Values are random but realistic (LayerNorm/BatchNorm weights near 1, non-zero biases, positive running
 variances), so a parity test also exercises the affine parts that a default initialisation leaves at 0/1.
@@ -124,7 +124,7 @@ def _text_shapes(width: int, layers: int, context_length: int, vocab_size: int, 
 
 
 def _is_fp16_in_openai_files(key: str) -> bool:
-    """OpenAI's `convert_weights` set (methods.md §1.6): conv/linear weights and biases, attention projections,
+    """OpenAI's `convert_weights` set: conv/linear weights and biases, attention projections,
     `proj` and `text_projection`; norms, embeddings, BatchNorm and `logit_scale` stay fp32."""
     leaf = key.rsplit(".", 1)[-1]
     if key in ("visual.proj", "text_projection"):
@@ -189,7 +189,7 @@ def tiny_clip_state_dict(
 
     `vision="vit"` builds a ViT tower (`vision_width` default 64); `vision="resnet"` a ModifiedResNet
     (`vision_width` default 16; `vision_layers` an int n means n blocks in each of the 4 stages, or pass a
-    4-tuple). `half=True` stores the tensors OpenAI stores in fp16 (methods.md §1.6) in fp16, as in the
+    4-tuple). `half=True` stores the tensors OpenAI stores in fp16 in fp16, as in the
     released files. `transformer_heads` (default: inferred, 2 for width 32) is only checked, since heads are
     not part of a state dict. Same arguments and seed give the same tensors.
     """

@@ -1,9 +1,9 @@
 """CLIP weights for trainers, resolved from the config in one place.
 
-Upstream copies a ``load_clip_to_cpu`` into every trainer and PromptKD hard-codes ``./clip/ViT-B-16.pt``
-(methods.md §1.2, §5 #10). Here every trainer asks this module: a registry name (``ViT-B/16``) or a file path,
+Upstream copies a ``load_clip_to_cpu`` into every trainer and PromptKD hard-codes ``./clip/ViT-B-16.pt``.
+Here every trainer asks this module: a registry name (``ViT-B/16``) or a file path,
 looked up by ``clip.load_state_dict`` in ``MODEL.WEIGHTS_DIR`` and the usual caches, with TorchScript archives
-opened only when trusted (decision 5, ``MODEL.TRUST_TORCHSCRIPT``).
+opened only when trusted (``MODEL.TRUST_TORCHSCRIPT``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from dassl.config import register_cfg_defaults
 
 __all__ = ["VALID_MODALS", "trainer_node"]
 
-# PromptKD's protocols (methods.md §4.5): distil on all classes and report base/novel, or distil on a target
+# PromptKD's protocols: distil on all classes and report base/novel, or distil on a target
 # dataset's unlabeled images and evaluate on all its classes.
 VALID_MODALS = ("base2novel", "cross")
 

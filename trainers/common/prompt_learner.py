@@ -1,4 +1,4 @@
-"""Learnable text context shared by IVLP, PromptSRC and PromptKD's teacher (``VLPromptLearner``, §2.4).
+"""Learnable text context shared by IVLP, PromptSRC and PromptKD's teacher (``VLPromptLearner``).
 
 Keys match upstream checkpoints: ``prompt_learner.ctx``; the token buffers ``token_prefix`` / ``token_suffix``
 (SOT, and class tokens + "." + EOT + padding) are fixed functions of the class names, so they are

@@ -1,4 +1,4 @@
-"""Text prompts from class names, and the initial values of learnable text context (methods.md §2.4).
+"""Text prompts from class names, and the initial values of learnable text context.
 
 Every text-prompted method builds ``"<prefix> <class name>."`` per class and learns the embeddings of the
 prefix tokens. This module holds the one implementation of the naming and initialisation rules so that CoOp,
@@ -29,7 +29,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# IVLP / PromptSRC / PromptKD / MaPLe initialise from CTX_INIT only when n_ctx <= 4 (methods.md §2.4).
+# IVLP / PromptSRC / PromptKD / MaPLe initialise from CTX_INIT only when n_ctx <= 4.
 MAX_PHRASE_INIT_CTX = 4
 
 
@@ -80,7 +80,7 @@ def random_context(*shape: int, std: float = 0.02) -> torch.Tensor:
 
 
 def init_text_context(clip_model: nn.Module, n_ctx: int, ctx_init: str) -> tuple[torch.Tensor, str]:
-    """Initial ``ctx [n_ctx, D]`` and the prompt prefix for IVLP-style learners (§2.4).
+    """Initial ``ctx [n_ctx, D]`` and the prompt prefix for IVLP-style learners.
 
     With a non-empty ``ctx_init`` and ``n_ctx <= 4`` the context starts as the embeddings of the first ``n_ctx``
     phrase tokens and the prefix is the phrase (remaining phrase tokens stay fixed text); otherwise the context

@@ -1,4 +1,4 @@
-"""CLIP with independent vision-language prompts (IVLP design, methods.md §2.2 and §3.4).
+"""CLIP with independent vision-language prompts (IVLP design).
 
 Used as the IVLP model, as the trainable part of PromptSRC and as PromptKD's teacher. Submodule names give
 upstream's checkpoint keys: ``prompt_learner.ctx``, ``image_encoder.VPT``,

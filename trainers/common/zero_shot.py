@@ -1,7 +1,7 @@
 """Zero-shot class text features of a plain CLIP: the one text-encoding path for fixed classifiers.
 
-Used by ZeroshotCLIP/ZeroshotCLIP2 (template ensemble, methods.md §3.1), PromptSRC's fixed embeddings (mean of
-the raw features over the 60 ImageNet templates, §3.6) and PromptKD's zero-shot teacher (one template, §4).
+Used by ZeroshotCLIP/ZeroshotCLIP2 (template ensemble), PromptSRC's fixed embeddings (mean of
+the raw features over the 60 ImageNet templates) and PromptKD's zero-shot teacher (one template).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dataset registry and builder (dassl-api.md §4.3).
+"""Dataset registry and builder.
 
 Readers register with ``@DATASET_REGISTRY.register()`` under their class name; ``cfg.DATASET.NAME`` picks one.
 """
@@ -18,7 +18,7 @@ def build_dataset(cfg: Any) -> Any:
     """Instantiate the reader named ``cfg.DATASET.NAME`` with ``cfg``.
 
     An unknown name raises ``ValueError`` listing the registered names and the closest match
-    (`check_availability`). Prints ``Loading dataset: {NAME}`` when ``cfg.VERBOSE`` (upstream line, §9).
+    (`check_availability`). Prints ``Loading dataset: {NAME}`` when ``cfg.VERBOSE`` (upstream line).
     """
     available = DATASET_REGISTRY.registered_names()
     check_availability(cfg.DATASET.NAME, available)

@@ -1,4 +1,4 @@
-"""Image transforms built from ``cfg.INPUT`` (dassl-api.md §4.4)."""
+"""Image transforms built from ``cfg.INPUT``."""
 
 from .transforms import AVAI_CHOICES, INTERPOLATION_MODES, build_transform, get_interpolation_mode
 

@@ -4,7 +4,7 @@ Cubuk et al., "AutoAugment: Learning Augmentation Policies from Data" (CVPR 2019
 is a list of 25 sub-policies; a sub-policy is two (probability, operation, magnitude bin) steps. Magnitude bins
 0..9 index ten evenly spaced values per operation, and geometric / colour operations pick their sign with
 probability 1/2 (the widely used PIL formulation that Dassl ships). All randomness comes from the stdlib
-`random`, like upstream. Upstream crashed at construction on NumPy >= 1.24 (``np.int``, dassl-api.md §11 #14).
+`random`, like upstream. Upstream crashed at construction on NumPy >= 1.24 (``np.int``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 
 Geometric ops flip the sign of their magnitude with probability 1/2. All randomness is stdlib `random` except
 the cutout centre (``np.random``), as in Dassl. Upstream crashed when SolarizeAdd was drawn on NumPy >= 1.24
-(``np.int``, dassl-api.md §11 #14); here plain ``int`` / ``np.int16`` are used.
+(``np.int``); here plain ``int`` / ``np.int16`` are used.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Train/test image pipelines built from ``cfg.INPUT`` (dassl-api.md §4.4), on torchvision.
+"""Train/test image pipelines built from ``cfg.INPUT``, on torchvision.
 
 The step order is fixed (it does not follow the order of ``INPUT.TRANSFORMS``) and each step prints the same
-line as upstream, because users compare logs. Fixes over upstream (§11 #14): unknown names raise a
+line as upstream, because users compare logs. Fixes over upstream: unknown names raise a
 ``ValueError`` listing the valid ones, ``center_crop`` in training logs that it has no effect, and
 ``random_translation`` uses ``INPUT.INTERPOLATION`` instead of always bilinear.
 """
@@ -190,7 +190,7 @@ def _check_choices(choices: Sequence[str]) -> None:
 
 
 def build_transform(cfg: Any, is_train: bool = True, choices: Sequence[str] | None = None) -> Compose | None:
-    """Build the train or test pipeline from ``cfg.INPUT`` (dassl-api.md §4.4).
+    """Build the train or test pipeline from ``cfg.INPUT``.
 
     ``choices`` defaults to ``cfg.INPUT.TRANSFORMS``. Returns None (and prints a note) when
     ``INPUT.NO_TRANSFORM`` is set.
