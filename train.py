@@ -23,6 +23,7 @@ import yaml
 from dassl.config import apply_cfg_defaults, get_cfg_default
 from dassl.engine import build_trainer
 from dassl.engine.distributed import env_rank
+from dassl.engine.run_classnames import write_run_classnames
 from dassl.error_boundary import run_with_error_boundary
 from dassl.errors import CheckpointError, ConfigError, OutputDirError, UserError
 from dassl.utils import Logger, atomic_copy_file, atomic_write_text, set_random_seed, setup_logger
@@ -249,15 +250,22 @@ def run(args: argparse.Namespace, cfg):
     trainer = build_trainer(cfg)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
+    elif not args.no_train:
+        trainer.check_training_data()
     state = config_state(cfg, cfg.OUTPUT_DIR) if env_rank() == 0 else "same"
     if state == "new":
         save_config(cfg, cfg.OUTPUT_DIR)
+    classnames = list(trainer.lab2cname.values())
+    if env_rank() == 0:  # the class names of the model this run trains or evaluates, for predict.py
+        write_run_classnames(classnames, cfg.OUTPUT_DIR, replace=False)
     elif state == "changed":
         logger.info("config differs from %s: it is replaced once this run succeeds", CONFIG_FILE)
     if args.eval_only:
         trainer.test()
     elif not args.no_train:
         trainer.train()
+    if env_rank() == 0 and write_run_classnames(classnames, cfg.OUTPUT_DIR, replace=True):
+        logger.info("classnames.txt updated to the classes of this run")
     if state == "changed":
         kept = replace_config(cfg, cfg.OUTPUT_DIR)
         logger.info("%s updated; the previous config is kept as %s", CONFIG_FILE, kept)

@@ -1,4 +1,4 @@
-"""The 15 benchmark readers, registered in ``DATASET_REGISTRY`` under upstream's names (datasets.md §1.3).
+"""The 15 benchmark readers (upstream's names in ``DATASET_REGISTRY``) and ``Folder`` (your own images).
 
 Importing this package registers every reader and the dataset config keys ``DATASET.SUBSAMPLE_CLASSES``
 (``all``/``base``/``new``) and ``DATASET.VAL_SOURCE`` (``test`` = upstream, ``val`` = the real val split).
@@ -12,6 +12,7 @@ from .caltech101 import Caltech101
 from .dtd import DTD, DescribableTextures
 from .eurosat import EuroSAT
 from .fgvc_aircraft import FGVCAircraft
+from .folder import Folder
 from .food101 import Food101
 from .imagenet import ImageNet
 from .imagenet_a import ImageNetA
@@ -41,6 +42,7 @@ __all__ = [
     "ImageNetSketch",
     "ImageNetA",
     "ImageNetR",
+    "Folder",
 ]
 
 

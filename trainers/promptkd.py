@@ -44,6 +44,7 @@ from yacs.config import CfgNode as CN
 import clip
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
+from dassl.engine.evaluation import no_test_images
 from dassl.errors import CheckpointMismatchError, InputFileError
 
 from .common import (
@@ -240,6 +241,12 @@ class PromptKD(CLIPPromptTrainer):
     def parse_batch_train(self, batch: dict) -> torch.Tensor:
         return batch["img"].to(self.device)  # labels are never used
 
+    def build_data_loader(self) -> None:
+        """A dataset with unlabeled images (``Folder``: ``unlabeled/`` plus ``train/``) is distilled on them."""
+        super().build_data_loader()
+        if self.train_loader_u is not None:
+            self.train_loader_x = self.train_loader_u
+
     # ------------------------------------------------------------------ model
     def build_model(self) -> None:
         cfg, node = self.cfg, self.cfg.TRAINER.PROMPTKD
@@ -258,6 +265,9 @@ class PromptKD(CLIPPromptTrainer):
     def build_teachers(self, classnames: list[str]) -> TeacherEnsemble | None:
         """The frozen teachers (``W`` computed once each), or None when a teacher file is missing (warned)."""
         self.teacher_missing: str | None = None
+        if self.inference_only:
+            self.teacher_missing = "built for prediction, which runs the student alone"
+            return None
         specs = teacher_specs(self.cfg)
         try:
             checkpoints = [resolve_teacher_checkpoint(v, default_teacher_checkpoint(self.cfg), k) for _, v, k in specs]
@@ -380,6 +390,8 @@ class PromptKD(CLIPPromptTrainer):
         self.store_student_class_features()
         if self.cfg.TRAINER.MODAL != "base2novel":
             return super().test(split)
+        if self.test_loader is None:
+            raise no_test_images(self.cfg)
         split = split or self.cfg.TEST.SPLIT
         if split == "train":
             raise ValueError("PromptKD base2novel evaluates the base/novel test images; split 'train' has no classes")

@@ -25,6 +25,7 @@ CUSTOM_TEMPLATES: MappingProxyType[str, str] = MappingProxyType(
         "Food101": "a photo of {}, a type of food.",
         "SUN397": "a photo of a {}.",
         "Caltech101": "a photo of a {}.",
+        "Folder": "a photo of a {}.",
         "UCF101": "a photo of a person doing {}.",
         "ImageNet": "a photo of a {}.",
         "ImageNetSketch": "a photo of a {}.",

@@ -231,17 +231,19 @@ class DataManager:
             tfm_test = custom_tfm_test
 
         dl = cfg.DATALOADER
-        train_loader_x = build_data_loader(
-            cfg,
-            sampler_type=dl.TRAIN_X.SAMPLER,
-            data_source=dataset.train_x,
-            batch_size=dl.TRAIN_X.BATCH_SIZE,
-            n_domain=dl.TRAIN_X.N_DOMAIN,
-            n_ins=dl.TRAIN_X.N_INS,
-            tfm=tfm_train,
-            is_train=True,
-            dataset_wrapper=dataset_wrapper,
-        )
+        train_loader_x = None  # a dataset of unlabeled images and a class list may have no labeled training images
+        if dataset.train_x:
+            train_loader_x = build_data_loader(
+                cfg,
+                sampler_type=dl.TRAIN_X.SAMPLER,
+                data_source=dataset.train_x,
+                batch_size=dl.TRAIN_X.BATCH_SIZE,
+                n_domain=dl.TRAIN_X.N_DOMAIN,
+                n_ins=dl.TRAIN_X.N_INS,
+                tfm=tfm_train,
+                is_train=True,
+                dataset_wrapper=dataset_wrapper,
+            )
 
         train_loader_u = None
         if dataset.train_u:
@@ -270,15 +272,17 @@ class DataManager:
                 dataset_wrapper=dataset_wrapper,
             )
 
-        test_loader = build_data_loader(
-            cfg,
-            sampler_type=dl.TEST.SAMPLER,
-            data_source=dataset.test,
-            batch_size=dl.TEST.BATCH_SIZE,
-            tfm=tfm_test,
-            is_train=False,
-            dataset_wrapper=dataset_wrapper,
-        )
+        test_loader = None  # a dataset without test images: training still runs, nothing is evaluated
+        if dataset.test:
+            test_loader = build_data_loader(
+                cfg,
+                sampler_type=dl.TEST.SAMPLER,
+                data_source=dataset.test,
+                batch_size=dl.TEST.BATCH_SIZE,
+                tfm=tfm_test,
+                is_train=False,
+                dataset_wrapper=dataset_wrapper,
+            )
 
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
@@ -318,10 +322,10 @@ class DataManager:
         if cfg.DATASET.TARGET_DOMAINS:
             rows.append(["Target", str(cfg.DATASET.TARGET_DOMAINS)])
         rows.append(["# classes", f"{self.num_classes:,}"])
-        rows.append(["# train_x", f"{len(self.dataset.train_x):,}"])
+        rows.append(["# train_x", f"{len(self.dataset.train_x or ()):,}"])
         if self.dataset.train_u:
             rows.append(["# train_u", f"{len(self.dataset.train_u):,}"])
         if self.dataset.val:
             rows.append(["# val", f"{len(self.dataset.val):,}"])
-        rows.append(["# test", f"{len(self.dataset.test):,}"])
+        rows.append(["# test", f"{len(self.dataset.test or ()):,}"])
         print(_format_table(rows))

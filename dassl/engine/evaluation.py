@@ -15,13 +15,23 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from dassl.errors import InputFileError
 from dassl.evaluation import Classification
 
 from . import distributed as ddp
 from .iteration_log import progress_disabled
 from .results_log import RESULTS_FILE, append_result_line, build_result_record
 
-__all__ = ["EvaluationMixin"]
+__all__ = ["EvaluationMixin", "no_test_images"]
+
+
+def no_test_images(cfg: Any) -> InputFileError:
+    """The error of an evaluation asked of a dataset without test images."""
+    return InputFileError(
+        "nothing can be evaluated: the dataset has no test images",
+        f"DATASET.NAME={cfg.DATASET.NAME}, DATASET.ROOT={cfg.DATASET.ROOT}",
+        "add labeled test images (Folder: DATASET.ROOT/test/<class>/), or label new images with predict.py",
+    )
 
 
 class EvaluationMixin:
@@ -77,6 +87,8 @@ class EvaluationMixin:
         else:
             split = "test"
             data_loader = self.test_loader
+        if data_loader is None:
+            raise no_test_images(self.cfg)
         print(f"Evaluate on the *{split}* set")
 
         for batch in tqdm(data_loader, desc=f"eval {split}", leave=False, disable=progress_disabled()):

@@ -18,7 +18,7 @@ import math
 import os.path as osp
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from torch import nn
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.data.data_manager import set_loader_epoch
-from dassl.errors import ConfigError, UserError
+from dassl.errors import ConfigError, InputFileError, UserError
 from dassl.evaluation import build_evaluator
 from dassl.modeling import SimpleNet
 from dassl.optim import build_lr_scheduler, build_optimizer
@@ -165,11 +165,28 @@ class TrainerBase(CheckpointingMixin, OptimizationMixin, TensorBoardMixin):
         raise NotImplementedError
 
 
-class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
-    """Config-driven trainer with upstream's constructor order (check_cfg, device, data, model, evaluator)."""
+class ClassList:
+    """What building a model needs of a dataset when only predicting: the class names (no images, no loaders)."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, classnames: Sequence[str]) -> None:
+        self.dataset = self
+        self.classnames = list(classnames)
+        self.lab2cname = dict(enumerate(self.classnames))
+        self.num_classes = len(self.classnames)
+        self.train_x = self.train_u = self.val = self.test = None
+
+
+class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
+    """Config-driven trainer with upstream's constructor order (check_cfg, device, data, model, evaluator).
+
+    ``classnames`` given: the trainer is built for prediction (``inference_only``): no dataset is read and no
+    loader exists; trainers build no training-only component (PromptKD: no teacher).
+    """
+
+    def __init__(self, cfg, *, classnames: Sequence[str] | None = None) -> None:
         super().__init__()
+        self.inference_only = classnames is not None
+        self._classnames_only = classnames
         with _config_errors():
             self.check_cfg(cfg)
 
@@ -214,7 +231,7 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
 
     # ---------------------------------------------------------------- building
     def build_data_loader(self) -> None:
-        dm = DataManager(self.cfg)
+        dm = ClassList(self._classnames_only) if self.inference_only else DataManager(self.cfg)
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
         self.val_loader = dm.val_loader
@@ -241,7 +258,27 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
     def train(self) -> None:  # noqa: D102 (upstream signature)
         super().train(self.start_epoch, self.max_epoch)
 
+    def check_training_data(self) -> None:
+        """Raise before anything is written when the data this trainer trains (or selects) on is missing."""
+        cfg = self.cfg
+        where = f"DATASET.NAME={cfg.DATASET.NAME}, DATASET.ROOT={cfg.DATASET.ROOT}"
+        if self.train_loader_x is None:
+            hint = getattr(self.dm.dataset, "missing_labeled_train", "give the dataset labeled training images")
+            raise InputFileError(
+                f"{cfg.TRAINER.NAME} trains on labeled images but the dataset has none",
+                where,
+                f"{hint}, or distil from unlabeled images with --trainer PromptKD",
+            )
+        selects = cfg.TEST.FINAL_MODEL == "best_val" and not cfg.TEST.NO_TEST
+        if selects and self.val_loader is None and self.test_loader is None:
+            raise ConfigError(
+                "TEST.FINAL_MODEL best_val needs validation or test images and the dataset has neither",
+                where,
+                "use TEST.FINAL_MODEL last_step, or add val/ or test/ images",
+            )
+
     def before_train(self) -> None:
+        self.check_training_data()
         directory = self.cfg.RESUME if self.cfg.RESUME else self.cfg.OUTPUT_DIR
         self.start_epoch = self.resume_model_if_exist(directory)
         if self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST:
@@ -279,7 +316,12 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
 
     def after_train(self) -> None:
         print("Finish training")
-        if not self.cfg.TEST.NO_TEST:
+        if not self.cfg.TEST.NO_TEST and self.test_loader is None:
+            logger.warning(
+                "The dataset has no test images: nothing can be evaluated; the trained model is saved in %s",
+                self.output_dir,
+            )
+        elif not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)

@@ -165,13 +165,22 @@ class DatasetBase:
         train_u: list[Datum] | None = None,
         val: list[Datum] | None = None,
         test: list[Datum] | None = None,
+        *,
+        classnames: Sequence[str] | None = None,
     ) -> None:
+        """``classnames`` (label order) gives the classes when the reader knows them without labeled training
+        images (a folder of unlabeled images and a class list); ``train_x`` may then be empty."""
         self._train_x = train_x  # labeled training data
         self._train_u = train_u  # unlabeled training data (optional)
         self._val = val  # validation data (optional)
         self._test = test  # test data
-        self._num_classes = self.get_num_classes(train_x)
-        self._lab2cname, self._classnames = self.get_lab2cname(train_x)
+        if classnames is not None:
+            self._classnames = list(classnames)
+            self._lab2cname = dict(enumerate(self._classnames))
+            self._num_classes = len(self._classnames)
+        else:
+            self._num_classes = self.get_num_classes(train_x)
+            self._lab2cname, self._classnames = self.get_lab2cname(train_x)
 
     @property
     def train_x(self) -> list[Datum] | None:
