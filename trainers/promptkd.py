@@ -24,6 +24,12 @@ cross-dataset ``teacher_model/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20
 for all) and ``TEACHER_WEIGHTS`` (empty = equal). A teacher's prompt design is read from its checkpoint keys.
 Without a teacher file the trainer still builds the student (for ``--eval-only --model-dir``); training stops.
 
+``TEACHER_CACHE DIR``: the first run stores each teacher's image features of every training view under ``DIR``
+(``TEACHER_CACHE_DTYPE`` fp32, or fp16 for half the storage); a later run with the same views (same teachers,
+dataset, seed, transforms, loader, epochs, precision) reads them and skips the teachers' image towers, with the
+losses of an uncached run (``trainers.common.teacher_cache``). The end of training logs
+``teacher cache: N hits, M misses (X MiB in DIR)``.
+
 ``TRAINER.MODAL base2novel``: distils on all classes' training images; the final evaluation scores the base
 classes (first ``ceil(C/2)``) and the novel classes of the test split and their harmonic mean
 (``trainers.common.class_subsets``). ``cross``: all classes. Model selection is the last epoch by default;
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -45,12 +52,16 @@ import clip
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.evaluation import no_test_images
-from dassl.errors import CheckpointMismatchError, InputFileError
+from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
+from dassl.utils.process_group import get_rank, get_world_size
 
 from .common import (
+    CACHE_DTYPES,
     VALID_MODALS,
     CLIPPromptTrainer,
+    TeacherCache,
     TeacherEnsemble,
+    TeacherView,
     base_novel_subsets,
     build_teacher,
     check_input_size,
@@ -63,6 +74,7 @@ from .common import (
     normalized_weights,
     report_base_novel,
     resolve_teacher_checkpoint,
+    tensor_fingerprint,
 )
 from .common.students import TEXT_STUDENT_DESIGNS, TextPromptedStudent, build_text_prompted_student
 
@@ -94,6 +106,8 @@ def _add_promptkd_defaults(cfg: CN) -> None:
     cfg.TRAINER.PROMPTKD.TEACHER_WEIGHTS = []  # mixture weights, >= 0, not all 0; empty = equal
     cfg.TRAINER.PROMPTKD.STUDENT_DESIGN = "vpt"  # vpt (the paper's) | coop | ivlp | maple
     cfg.TRAINER.PROMPTKD.SELECT_ON_TEST = False  # allow best_val selection on test images (upstream behaviour)
+    cfg.TRAINER.PROMPTKD.TEACHER_CACHE = ""  # folder of stored teacher features of training views; "" = off
+    cfg.TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE = "fp32"  # fp32 (same losses as no cache) | fp16 (half the storage)
 
 
 class StudentProjector(nn.Module):
@@ -202,6 +216,51 @@ def check_teacher_keys(node: CN) -> None:
     normalized_weights(weights, len(teachers), "TRAINER.PROMPTKD.TEACHER_WEIGHTS")
 
 
+def check_teacher_cache_keys(node: CN) -> None:
+    """One-line errors for ``TEACHER_CACHE`` / ``TEACHER_CACHE_DTYPE`` (before anything is written)."""
+    if node.TEACHER_CACHE_DTYPE not in CACHE_DTYPES:
+        raise ConfigError(
+            f"TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE is {node.TEACHER_CACHE_DTYPE!r}",
+            "config",
+            f"use one of {list(CACHE_DTYPES)} (fp32 gives the losses of an uncached run, fp16 half the storage)",
+        )
+    folder = str(node.TEACHER_CACHE).strip()
+    if folder and osp.exists(folder) and not osp.isdir(folder):
+        raise ConfigError(
+            f"TRAINER.PROMPTKD.TEACHER_CACHE={folder!r} is a file",
+            "config",
+            "give a folder (created when missing), or '' to run without the teacher cache",
+        )
+
+
+def teacher_cache_settings(trainer: PromptKD) -> dict:
+    """Everything besides the teachers' weights that decides the training views or the teachers' answers."""
+    cfg = trainer.cfg
+    return {
+        "seed": cfg.SEED,
+        "input": cfg.INPUT.dump(),
+        "dataloader": cfg.DATALOADER.dump(),
+        "dataset": cfg.DATASET.dump(),
+        "max_epoch": cfg.OPTIM.MAX_EPOCH,
+        "precision": trainer.get_precision_name(),
+        "device": trainer.device.type,
+        "world_size": get_world_size(),
+        "rank": get_rank(),  # each rank sees its own share of the views: per-rank caches under DDP
+        "dtype": cfg.TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE,
+        "torch": torch.__version__,
+        "train_items": [(item.impath, item.label) for item in trainer.train_loader_x.dataset.data_source],
+    }
+
+
+def teacher_tensors(teachers: TeacherEnsemble) -> Iterator[tuple[str, torch.Tensor]]:
+    """The named tensors that decide the teachers' features: image towers, logit scales, class features."""
+    for k, teacher in enumerate(teachers):
+        for name, tensor in teacher.image_encoder.state_dict().items():
+            yield f"teacher{k}.{name}", tensor
+        yield f"teacher{k}.class_features", teacher.class_features
+        yield f"teacher{k}.logit_scale", torch.tensor(teacher.logit_scale, dtype=torch.float64)
+
+
 @TRAINER_REGISTRY.register()
 class PromptKD(CLIPPromptTrainer):
     """Distil frozen teachers' class distributions into a prompted student on unlabeled images."""
@@ -225,6 +284,7 @@ class PromptKD(CLIPPromptTrainer):
         if float(node.TEMPERATURE) <= 0:
             raise ValueError(f"TRAINER.PROMPTKD.TEMPERATURE must be > 0, got {node.TEMPERATURE}")
         check_teacher_keys(node)
+        check_teacher_cache_keys(node)
         if cfg.TRAINER.MODAL == "base2novel" and cfg.DATASET.SUBSAMPLE_CLASSES != "all":
             raise ValueError(
                 f"PromptKD base2novel distils on all classes and evaluates base and novel itself; "
@@ -353,15 +413,40 @@ class PromptKD(CLIPPromptTrainer):
                 data,
             )
         super().before_train()
+        self.attach_teacher_caches()
 
-    def teacher_target(self, image: torch.Tensor) -> torch.Tensor:
+    def attach_teacher_caches(self) -> None:
+        """``TEACHER_CACHE`` set: one cache for the run, a folder per teacher, named by the views' fingerprint."""
+        self.teacher_cache: TeacherCache | None = None
+        node = self.cfg.TRAINER.PROMPTKD
+        root = str(node.TEACHER_CACHE).strip()
+        if not root:
+            return
+        if self.cfg.SEED < 0:
+            logger.warning("SEED < 0: every run draws other training views, so the teacher cache can only miss")
+        fingerprint = tensor_fingerprint(teacher_tensors(self.teachers), teacher_cache_settings(self))
+        self.teacher_cache = TeacherCache(root, fingerprint, node.TEACHER_CACHE_DTYPE)
+        for k, teacher in enumerate(self.teachers):
+            teacher.attach_cache(self.teacher_cache, k)
+        logger.info("Teacher cache: %s (%s)", self.teacher_cache.directory, node.TEACHER_CACHE_DTYPE)
+
+    def after_train(self) -> None:
+        cache = getattr(self, "teacher_cache", None)
+        if cache is not None:
+            cache.close()
+            logger.info("%s", cache.summary())
+        super().after_train()
+
+    def teacher_target(self, image: torch.Tensor, view: TeacherView | None = None) -> torch.Tensor:
         """The distillation target ``q`` ``[B, C]``: the teachers' softened distributions, mixed (fp32)."""
-        return self.teachers.target(image, float(self.cfg.TRAINER.PROMPTKD.TEMPERATURE), self.autocast)
+        temperature = float(self.cfg.TRAINER.PROMPTKD.TEMPERATURE)
+        return self.teachers.target(image, temperature, self.autocast, view)
 
     def forward_backward(self, batch: dict) -> dict:
         image = self.parse_batch_train(batch)
         node = self.cfg.TRAINER.PROMPTKD
-        target = self.teacher_target(image)
+        view = TeacherView(self.epoch, self.batch_idx, (self.batch_idx + 1) == self.num_batches)
+        target = self.teacher_target(image, view)
         with self.autocast():
             student_logits = self.model(image)
         loss = float(node.KD_WEIGHT) * kl_target_loss(student_logits, target, float(node.TEMPERATURE))

@@ -5,7 +5,8 @@ what its piece does (``clip_loading``: CLIP weights from the config; ``prompt_te
 initialisation; ``prompt_layout``: where the class name sits in the context and the one assembly of prompt
 embeddings; ``prompt_learner`` / ``prompted_clip``: the text prompt learner and the IVLP model; ``freezing``:
 the name rule for what trains; ``checkpoint``: reading our and the official checkpoints; ``zero_shot``: text
-features of a plain CLIP; ``teacher``: the frozen distillation teacher and teacher ensembles; ``class_subsets``:
+features of a plain CLIP; ``teacher``: the frozen distillation teacher and teacher ensembles;
+``teacher_cache``: stored teacher features of training views, read back by later runs; ``class_subsets``:
 base-to-novel evaluation by logit columns; ``losses``; ``trainer``: the ``CLIPPromptTrainer`` base; ``config``:
 ``TRAINER.MODAL``). ``students`` (the CoOp/IVLP/MaPLe distillation students) is imported from
 ``trainers.common.students`` itself, as it builds on ``trainers.coop`` and ``trainers.maple``.
@@ -38,21 +39,26 @@ from .teacher import (
     ZERO_SHOT_TEACHER,
     FrozenTeacher,
     TeacherEnsemble,
+    TeacherView,
     build_teacher,
     infer_teacher_design,
     mixture_target,
     normalized_weights,
     resolve_teacher_checkpoint,
 )
+from .teacher_cache import CACHE_DTYPES, TeacherCache, batch_probe, tensor_fingerprint
 from .trainer import CLIPPromptTrainer, resolve_checkpoint_file
 from .zero_shot import class_text_features, ensemble_text_features
 
 __all__ = [
+    "CACHE_DTYPES",
     "CLASS_TOKEN_POSITIONS",
     "CLIPPromptTrainer",
     "ClassSubsetEvaluator",
     "FrozenTeacher",
+    "TeacherCache",
     "TeacherEnsemble",
+    "TeacherView",
     "MAX_PHRASE_INIT_CTX",
     "PromptedCLIP",
     "TEACHER_IGNORE_PREFIXES",
@@ -62,6 +68,7 @@ __all__ = [
     "ZERO_SHOT_TEACHER",
     "base_novel_subsets",
     "assemble_prompts",
+    "batch_probe",
     "build_clip_model",
     "build_teacher",
     "check_input_size",
@@ -94,6 +101,7 @@ __all__ = [
     "resolve_checkpoint_file",
     "resolve_teacher_checkpoint",
     "state_keys",
+    "tensor_fingerprint",
     "trained_state_keys",
     "trainer_node",
 ]

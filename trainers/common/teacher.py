@@ -5,7 +5,9 @@ design is read from its keys) or ``none`` (zero-shot CLIP, text prompts ``"<CTX_
 encodes all class prompts through the text tower exactly once, in fp32 and outside autograd, keeps the
 L2-normalised ``W [C, E]`` and lets the text tower and prompt learner go: during distillation only the image
 tower runs, and evaluation never runs the teacher at all. ``text_tower_runs`` counts the text-tower passes made
-while building (one), so callers and tests can check that ``W`` was never recomputed.
+while building (one), so callers and tests can check that ``W`` was never recomputed. A teacher with an attached
+:class:`~trainers.common.teacher_cache.TeacherCache` reads the image features of training views stored by an
+earlier run with the same views instead of running its tower.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .clip_loading import check_input_size, load_clip_state_dict
 from .freezing import is_prompt_parameter
 from .prompt_text import prompt_template
 from .prompted_clip import PromptedCLIP, ivlp_design
+from .teacher_cache import TeacherCache, TeacherView
 from .zero_shot import ensemble_text_features
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "ZERO_SHOT_TEACHER",
     "FrozenTeacher",
     "TeacherEnsemble",
+    "TeacherView",
     "build_teacher",
     "mixture_target",
     "normalized_weights",
@@ -83,6 +87,12 @@ class FrozenTeacher(nn.Module):
         self.classnames = tuple(classnames)
         self.source = source
         self.text_tower_runs = runs
+        self.cache: TeacherCache | None = None
+        self.cache_slot = 0
+
+    def attach_cache(self, cache: TeacherCache | None, slot: int = 0) -> None:
+        """Read and store this teacher's training-view features in ``cache`` (folder ``teacher<slot>``)."""
+        self.cache, self.cache_slot = cache, slot
 
     @property
     def num_classes(self) -> int:
@@ -92,14 +102,30 @@ class FrozenTeacher(nn.Module):
     def embed_dim(self) -> int:
         return int(self.class_features.shape[1])
 
-    def logits(self, image: torch.Tensor) -> torch.Tensor:
+    def image_features(self, image: torch.Tensor, view: TeacherView | None = None) -> torch.Tensor:
+        """``normalize(g(x))`` ``[B, E]`` in fp32 (an inference tensor), outside the autograd graph.
+
+        The tower runs in whatever autocast the caller opened. With a cache attached and the batch's training
+        ``view`` given, the features are read from the cache when stored for this very batch (else computed and
+        stored), rounded to the cache dtype either way.
+        """
+        if self.cache is None or view is None:
+            return self._compute_features(image)
+        return self.cache.features(self.cache_slot, view, image, lambda: self._compute_features(image))
+
+    def _compute_features(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return F.normalize(self.image_encoder(image), dim=-1).float()
+
+    def logits(self, image: torch.Tensor, view: TeacherView | None = None) -> torch.Tensor:
         """``s * normalize(g(x)) @ W^T`` ``[B, C]`` in fp32, outside the autograd graph.
 
-        Runs in whatever autocast the caller opened; the result is a normal (non-inference) fp32 tensor.
+        The product runs in whatever autocast the caller opened, from the fp32 features of :meth:`image_features`,
+        so cached and uncached runs compute it from the same values. The result is a normal (non-inference) tensor.
         """
+        features = self.image_features(image, view)
         with torch.inference_mode():
-            features = F.normalize(self.image_encoder(image), dim=-1)
-            logits = self.logit_scale * features @ self.class_features.t().to(features.dtype)
+            logits = self.logit_scale * features @ self.class_features.t()
         return logits.float().clone()  # inference tensors cannot enter autograd; a clone is a normal tensor
 
 
@@ -308,16 +334,17 @@ class TeacherEnsemble(nn.Module):
         image: torch.Tensor,
         temperature: float,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        view: TeacherView | None = None,
     ) -> torch.Tensor:
         """The mixture of the positively weighted teachers' ``softmax(z_k / T)`` ``[B, C]``.
 
         Each teacher's logits are computed inside ``autocast()`` (the run's precision); the softmax and the
-        mixture in fp32 outside it.
+        mixture in fp32 outside it. ``view`` (the batch's place in training) lets attached caches answer.
         """
         logits, weights = [], []
         for teacher, weight in zip(self.teachers, self.weights, strict=True):
             if weight > 0:
                 with autocast():
-                    logits.append(teacher.logits(image))
+                    logits.append(teacher.logits(image, view))
                 weights.append(weight)
         return mixture_target(logits, weights, temperature)
