@@ -5,14 +5,19 @@ Synthetic images in the Folder layout (colour encodes the class) and the tiny CL
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from dassl.data.datasets import build_dataset
 from dassl.errors import InputFileError
+from dassl.utils import read_image
 from tests.helpers.dataset_fixtures import make_dataset_cfg, write_image
+from tests.helpers.trainer_runs import ROOT, last_accuracy, run_train
 
 CLASSES = ["red fox", "blue jay", "green frog", "grey seal", "gold fish"]
 
@@ -138,3 +143,133 @@ def test_folder_errors_are_one_line_user_errors(tmp_path, build, message):
     with pytest.raises(InputFileError) as info:
         build_dataset(folder_cfg(root, tmp_path))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+def folder_argv(env: dict, root: Path, trainer: str, config: str, out: Path, *opts: str, flags: tuple = ()) -> list:
+    """``train.py`` arguments on a Folder dataset with the real YAMLs (size, epochs, paths, workers overridden)."""
+    return [
+        "--root", str(root), "--seed", "1", "--trainer", trainer,
+        "--dataset-config-file", str(ROOT / "configs/datasets/folder.yaml"),
+        "--config-file", str(ROOT / f"configs/trainers/{trainer}/{config}.yaml"), "--output-dir", str(out), *flags,
+        "MODEL.BACKBONE.NAME", env["student"], "INPUT.SIZE", "(32, 32)", "OPTIM.MAX_EPOCH", "2",
+        "DATALOADER.NUM_WORKERS", "0", "DATASET.CACHE_DIR", env["cache"], *opts,
+    ]  # fmt: skip
+
+
+def kd_opts(env: dict, teacher: str) -> tuple[str, ...]:
+    return ("DATASET.NUM_SHOTS", "0", "TRAINER.MODAL", "cross", "TRAINER.PROMPTKD.TEACHER_CLIP", env["teacher"],
+            "TRAINER.PROMPTKD.TEACHER_CKPT", teacher)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folder_world(trainer_env, tmp_path_factory):
+    """A Folder dataset, a PromptSRC teacher trained on its train/ (4 shots) and a PromptKD student distilled on
+    unlabeled/ + train/ from it: the README's commands."""
+    base = tmp_path_factory.mktemp("folder_world")
+    root = make_folder(base / "data", unlabeled=15)
+    teacher = base / "teacher"
+    teacher_opts = ("MODEL.BACKBONE.NAME", trainer_env["teacher"], "DATASET.NUM_SHOTS", "4")
+    run_train(folder_argv(trainer_env, root, "PromptSRC", "vit_l14_c2_ep20_batch8_4+4ctx", teacher, *teacher_opts))
+    student = base / "student"
+    trainer = run_train(
+        folder_argv(trainer_env, root, "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx", student,
+                    *kd_opts(trainer_env, str(teacher)))
+    )  # fmt: skip
+    return {"root": root, "teacher": teacher, "student": student, "base": base, "trainer": trainer}
+
+
+def predict(*argv: str):
+    import predict as predict_cli
+
+    return predict_cli.main([str(a) for a in argv])
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def csv_accuracy(rows: list[dict[str, str]]) -> float:
+    correct = [Path(r["path"]).parent.name.replace("_", " ") == r["label"] for r in rows]
+    return 100.0 * sum(correct) / len(correct)
+
+
+def test_distillation_on_unlabeled_images_and_predict_matches_the_evaluator(folder_world, tmp_path):
+    student = folder_world["student"]
+    trainer = folder_world["trainer"]
+    assert len(trainer.train_loader_x.dataset) == 15 + 5 * 4  # unlabeled/ + train/, labels never read
+    assert (student / "classnames.txt").read_text().splitlines() == CLASSES
+    reported = last_accuracy(student, "final")
+    out = tmp_path / "labels.csv"
+    predict("--model-dir", student, folder_world["root"] / "test", "--output", out, "--topk", "3",
+            "--batch-size", "4")  # fmt: skip
+    rows = read_csv(out)
+    assert list(rows[0]) == ["path", "label", "probability", "label_2", "probability_2", "label_3", "probability_3"]
+    assert len(rows) == 15 and all(r["path"].lower().endswith((".jpg", ".jpeg")) for r in rows)
+    assert csv_accuracy(rows) == pytest.approx(reported)
+    for r in rows:
+        probabilities = [float(r[k]) for k in ("probability", "probability_2", "probability_3")]
+        assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-5
+        assert len({r["label"], r["label_2"], r["label_3"]}) == 3
+
+
+def test_exported_student_predicts_the_same_labels_and_probabilities(folder_world, tmp_path):
+    student, test_dir = folder_world["student"], folder_world["root"] / "test"
+    exported = tmp_path / "student.pt"
+    predict("--model-dir", student, "--export", exported)
+    payload = torch.load(exported, weights_only=True)
+    assert payload["classnames"] == CLASSES and payload["kind"] == "fixed_classifier"
+    assert payload["provenance"]["trainer"] == "PromptKD" and payload["provenance"]["dataset"] == "Folder"
+    assert len(payload["provenance"]["config_sha256"]) == 64
+    assert not any(k.startswith(("transformer.", "token_embedding")) for k in payload["state_dict"])  # no text tower
+    from_dir, from_file = tmp_path / "dir.csv", tmp_path / "file.csv"
+    predict("--model-dir", student, test_dir, "--output", from_dir, "--topk", "2")
+    predict("--model", exported, test_dir, "--output", from_file, "--topk", "2")
+    assert read_csv(from_file) == read_csv(from_dir)
+
+    from trainers.common.inference import load_exported_model
+
+    loaded = load_exported_model(str(exported))
+    image = read_image(sorted(test_dir.rglob("*.jpg"))[0])
+    with torch.no_grad():
+        probabilities = loaded.model(loaded.transform(image)[None]).softmax(-1)[0]
+    first = read_csv(from_dir)[0]
+    assert loaded.classnames[int(probabilities.argmax())] == first["label"]
+    assert float(probabilities.max()) == pytest.approx(float(first["probability"]), abs=1e-6)
+
+
+def test_predict_table_jsonl_and_stray_files(folder_world, tmp_path, capsys):
+    images = tmp_path / "mixed"
+    write_image(images / "a" / "one.PNG", 0, 5)
+    write_image(images / "two.jpeg", 2, 5)
+    (images / "notes.txt").write_text("not an image")
+    rows = predict("--model-dir", folder_world["student"], images)
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["path", "label", "probability"] and len(table) == 2 + 2
+    assert [len(r) for r in rows] == [1, 1]
+    out = tmp_path / "labels.jsonl"
+    predict("--model-dir", folder_world["student"], images, "--output", out, "--topk", "2")
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["one.PNG", "two.jpeg"]  # sorted paths, notes.txt skipped
+    assert all(r["label"] == r["top"][0]["label"] and len(r["top"]) == 2 for r in records)
+
+
+def test_folder_without_test_trains_and_saves_the_student(folder_world, trainer_env, tmp_path, caplog):
+    root = make_folder(tmp_path / "data", splits={}, unlabeled=8)
+    out = tmp_path / "student"
+    with caplog.at_level(logging.WARNING):
+        run_train(folder_argv(trainer_env, root, "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx", out,
+                              *kd_opts(trainer_env, str(folder_world["teacher"]))))  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "nothing can be evaluated" in r.getMessage()]
+    assert len(said) == 1
+    assert (out / "VLPromptLearner" / "model.pth.tar-2").is_file()
+    assert not (out / "results.jsonl").exists() or "final" not in (out / "results.jsonl").read_text()
+
+
+def test_supervised_trainer_without_train_folder_fails_before_writing(trainer_env, tmp_path):
+    root = make_folder(tmp_path / "data", splits={"test": 1}, unlabeled=4)
+    out = tmp_path / "coop"
+    with pytest.raises(InputFileError, match="CoOp trains on labeled images but the dataset has none"):
+        run_train(folder_argv(trainer_env, root, "CoOp", "vit_b16_ep50", out))
+    assert not (out / "config.yaml").exists() and not (out / "classnames.txt").exists()

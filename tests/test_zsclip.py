@@ -71,7 +71,8 @@ def test_templates_are_immutable_and_complete() -> None:
     assert len(IMAGENET_TEMPLATES) == 60 and len(set(IMAGENET_TEMPLATES)) == 60
     assert IMAGENET_TEMPLATES[0] == "a photo of a {}." and IMAGENET_TEMPLATES[-1] == "itap of the {}."
     assert IMAGENET_TEMPLATES_SELECT[0] == "itap of a {}." and len(IMAGENET_TEMPLATES_SELECT) == 7
-    assert len(CUSTOM_TEMPLATES) == 15 and custom_template("DescribableTextures") == "{} texture."
+    assert len(CUSTOM_TEMPLATES) == 16 and custom_template("DescribableTextures") == "{} texture."
+    assert custom_template("Folder") == "a photo of a {}."  # your own images (DATASET.NAME Folder)
     with pytest.raises(TypeError):
         CUSTOM_TEMPLATES["Mine"] = "{}"  # type: ignore[index]
     with pytest.raises(KeyError, match="Did you mean 'OxfordPets'"):

@@ -22,7 +22,8 @@ from yacs.config import CfgNode as CN
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 
-from .common import assemble_prompts, register_prompt_token_buffers
+from .common import assemble_prompts, load_clip_state_dict, register_prompt_token_buffers
+from .common.inference import ConditionalClassifier
 from .coop import CoOpTextPromptTrainer, FrozenTowersCLIP, coop_context
 
 __all__ = ["CoCoOp", "CoCoOpCLIP", "CoCoOpPromptLearner"]
@@ -114,3 +115,9 @@ class CoCoOp(CoOpTextPromptTrainer):
 
     def build_custom_clip(self, clip_model: nn.Module, prompt_learner: nn.Module) -> nn.Module:
         return CoCoOpCLIP(clip_model, prompt_learner)
+
+    def inference_model(self) -> ConditionalClassifier:
+        """The whole model: CoCoOp's prompts depend on each image, so its class features cannot be stored."""
+        self.set_model_mode("eval")
+        node = self.cfg.TRAINER.COCOOP
+        return ConditionalClassifier(self.model, node.N_CTX, node.CTX_INIT, lambda: load_clip_state_dict(self.cfg))

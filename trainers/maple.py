@@ -118,9 +118,15 @@ class MaPLeCLIP(nn.Module):
         tokenized = self.prompt_learner.tokenized_prompts
         return F.normalize(self.text_encoder(prompts, tokenized, deep_text), dim=-1)
 
+    def vision_prompts(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The layer-0 and deeper vision prompts ``(shared_ctx [n, Dv], [n, Dv] per block)``, derived from the
+        text prompts (fixed once trained: prediction stores them)."""
+        _, shared_ctx, _, deep_vision = self.prompt_learner()
+        return shared_ctx, deep_vision
+
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """L2-normalised image features ``[B, E]`` with the vision prompts derived from the text prompts."""
-        _, shared_ctx, _, deep_vision = self.prompt_learner()
+        shared_ctx, deep_vision = self.vision_prompts()
         return F.normalize(self.image_encoder(image, shared_ctx, deep_vision), dim=-1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

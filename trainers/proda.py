@@ -37,6 +37,7 @@ from .common import (
     random_context,
     register_prompt_token_buffers,
 )
+from .common.inference import FixedClassifier, fixed_classifier
 from .coop import CoOpTextPromptTrainer, FrozenTowersCLIP
 
 __all__ = [
@@ -338,6 +339,11 @@ class ProDA(CoOpTextPromptTrainer):
     the ``sampler.*`` cycle state, which only resume reads)."""
 
     IGNORE_PREFIXES = ("sampler.",)
+
+    def inference_model(self) -> FixedClassifier:
+        """The fixed classifier of the mean class features over the whole prompt bank (as the evaluator)."""
+        self.set_model_mode("eval")
+        return fixed_classifier(self.model, self.model.compute_class_features())
 
     def check_cfg(self, cfg: CN) -> None:
         super().check_cfg(cfg)

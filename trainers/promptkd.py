@@ -76,6 +76,7 @@ from .common import (
     resolve_teacher_checkpoint,
     tensor_fingerprint,
 )
+from .common.inference import FixedClassifier, fixed_classifier
 from .common.students import TEXT_STUDENT_DESIGNS, TextPromptedStudent, build_text_prompted_student
 
 __all__ = ["STUDENT_DESIGNS", "PromptKD", "PromptKDStudent", "StudentProjector", "default_teacher_checkpoint"]
@@ -396,6 +397,17 @@ class PromptKD(CLIPPromptTrainer):
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         super().load_model(directory, epoch)
         self._class_features_stale = self._class_features_stale and not directory  # loaded: the file's features
+
+    def inference_model(self) -> FixedClassifier:
+        """The student alone with its stored class features: no teacher, no text tower."""
+        self.set_model_mode("eval")
+        self.store_student_class_features()
+        student = self.prompt_model
+        if isinstance(student, TextPromptedStudent):
+            return fixed_classifier(student.prompted, student.class_features)
+        return FixedClassifier(
+            student.image_encoder, student.text_features, student.logit_scale, projector=student.VPT_image_trans
+        )
 
     @property
     def prompt_model(self) -> PromptKDStudent | TextPromptedStudent:

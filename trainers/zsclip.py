@@ -20,6 +20,7 @@ import clip
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 
 from .common import build_clip_model, check_input_size, ensemble_text_features
+from .common.inference import FixedClassifier
 from .templates import IMAGENET_TEMPLATES_SELECT, custom_template
 
 __all__ = ["ZeroshotCLIP", "ZeroshotCLIP2", "ensemble_text_features"]
@@ -56,6 +57,10 @@ class ZeroshotCLIP(TrainerX):
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         image_features = F.normalize(self.clip_model.encode_image(image).float(), dim=-1)  # (B, E)
         return self.clip_model.logit_scale.exp().float() * image_features @ self.text_features.t()
+
+    def inference_model(self) -> FixedClassifier:
+        """The zero-shot classifier: the template features computed at build, the plain image tower."""
+        return FixedClassifier(self.clip_model.visual, self.text_features, self.clip_model.logit_scale)
 
     def train(self) -> None:
         raise RuntimeError(

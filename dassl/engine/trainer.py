@@ -174,6 +174,8 @@ class ClassList:
         self.lab2cname = dict(enumerate(self.classnames))
         self.num_classes = len(self.classnames)
         self.train_x = self.train_u = self.val = self.test = None
+        self.train_loader_x = self.train_loader_u = self.val_loader = self.test_loader = None
+        self.num_source_domains = 0
 
 
 class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):

@@ -9,6 +9,7 @@ share.
   scheduler over the model's parameters and registers it under ``MODEL_NAME`` with ``trained_state_only`` (its
   checkpoints hold the prompts, not the frozen CLIP). ``VLPromptLearner`` for IVLP, PromptSRC and PromptKD, as
   upstream; CoOp/CoCoOp register only their prompt learner, MaPLe uses ``MultiModalPromptLearner``.
+- ``inference_model``: the model for prediction and export (``trainers.common.inference``).
 - ``load_model`` is the engine's (same file rule, same console line); :meth:`load_model_state` reads our files and
   the official full ones through :func:`load_trained_state` (token buffers dropped, frozen keys ignored by name,
   everything else must match).
@@ -35,6 +36,7 @@ from dassl.utils.trained_state import trained_state_keys
 
 from .checkpoint import TOKEN_BUFFER_KEYS, load_trained_state
 from .config import trainer_node
+from .inference import InferenceModel, fixed_classifier
 
 __all__ = ["CLIPPromptTrainer", "resolve_checkpoint_file"]
 
@@ -103,6 +105,14 @@ class CLIPPromptTrainer(TrainerX):
         self.optim = build_optimizer(registered, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
         self.register_model(self.MODEL_NAME, registered, self.optim, self.sched, trained_state_only=True)
+
+    def inference_model(self) -> InferenceModel:
+        """The trained model as prediction runs it (``predict.py``): images -> the logits the evaluator counts.
+
+        Default: a fixed classifier over ``self.model``'s image tower with its class features encoded once;
+        methods whose classifier is not of that form override this."""
+        self.set_model_mode("eval")
+        return fixed_classifier(self.model)
 
     def load_model_state(self, name: str, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
         """Our trained-state files and the official full files, with exact key accounting."""
