@@ -10,7 +10,9 @@ Variants: ``bf16`` (reference: autocast bf16, fp32 weights), ``fp32`` (no autoca
 CUDA matmuls, as the trainer runs ``PREC fp32``), ``fp32-tf32`` (the same with TF32 matmuls allowed),
 ``frozen-bf16`` (frozen teacher image tower and student tower stored in bf16: autocast has no weight casts to
 do), ``math-attention`` (unfused SDPA reference: the gain of the fused kernel), ``compile`` (``torch.compile``
-of student and teacher image tower).
+of student and teacher image tower), ``teacher-cache`` (bf16 with ``TRAINER.PROMPTKD.TEACHER_CACHE``: the warm-up
+step fills the cache, every timed step reads the teacher's features back from its shard file -- re-opened each
+step, so the timing includes a shard read that a real run does once per 64 steps).
 
     python -m bench.ab --variants bf16 fp32 frozen-bf16 math-attention --classes 37 --batch 4 --iters 4
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -38,6 +41,7 @@ from bench.common import (
     write_json_atomic,
 )
 from bench.distill import DistillSetup, PhaseClock, build_models, step_flops, train_step
+from trainers.common import TeacherCache, TeacherView
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "bf16": {"prec": "bf16"},
@@ -46,6 +50,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "frozen-bf16": {"prec": "bf16", "frozen_dtype": "bf16"},
     "math-attention": {"prec": "bf16", "attention": "math"},
     "compile": {"prec": "bf16", "compile": True},
+    "teacher-cache": {"prec": "bf16", "teacher_cache": True},
 }
 
 
@@ -84,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     device = resolve_device(args.device)
     teacher, student = get_arch(args.teacher), get_arch(args.student)
-    models, attention, tf32 = {}, {}, {}
+    models, attention, tf32, caches = {}, {}, {}, {}
+    cache_dir = tempfile.TemporaryDirectory(prefix="bench-teacher-cache-")
     for name in args.variants:
         spec = VARIANTS[name]
         setup = DistillSetup(teacher, student, device, spec["prec"], frozen_dtype=spec.get("frozen_dtype", "fp32"))
@@ -94,17 +100,24 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             models[name].compile()
         attention[name] = spec.get("attention", "auto")
         tf32[name] = bool(spec.get("tf32", False))
+        if spec.get("teacher_cache"):
+            caches[name] = TeacherCache(cache_dir.name, "0" * 64)
     res = student.image_resolution
     image = torch.randn(args.batch, 3, res, res, device=device)
     clock = PhaseClock(device, split=False)
     times: dict[str, list[float]] = {name: [] for name in models}
 
+    view = TeacherView(0, 0, last=True)  # every step is the same view: filled by the warm-up, then read back
+
     def step(name: str) -> float:
         backend = sdpa_kernel(SDPBackend.MATH) if attention[name] == "math" else contextlib.nullcontext()
+        cache = caches.get(name)
+        if cache is not None:
+            cache.close()  # the next read opens the shard file again
         with backend, _matmul_tf32(tf32[name]):
             synchronize(device)
             start = time.perf_counter()
-            train_step(models[name], image, False, clock)
+            train_step(models[name], image, False, clock, cache, view)
             synchronize(device)
             return time.perf_counter() - start
 
@@ -135,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
               1000 * r["best_s"], r["best_speedup_vs_reference"], " ".join(f"{1000 * t:.0f}" for t in r["runs_s"])]
              for r in rows]  # fmt: skip
     print(format_table(headers, table))
+    for name, cache in caches.items():
+        print(f"{name}: {cache.summary()}")
+    cache_dir.cleanup()
     if args.json:
         write_json_atomic(args.json, {"machine": info, "args": vars(args), "rows": rows})
     return rows

@@ -60,7 +60,7 @@ from bench.common import (
 from dassl.config import get_cfg_default
 from dassl.engine.precision import Precision, resolve_precision
 from dassl.optim import build_optimizer
-from trainers.common import PromptedCLIP, freeze_by_name, ivlp_design, kl_logit_loss
+from trainers.common import PromptedCLIP, TeacherCache, TeacherView, freeze_by_name, ivlp_design, kl_logit_loss
 from trainers.promptkd import PromptKDStudent
 
 logger = logging.getLogger(__name__)
@@ -209,18 +209,37 @@ class PhaseClock:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def train_step(models: DistillModels, image: torch.Tensor, upstream: bool, clock: PhaseClock) -> torch.Tensor:
-    """One distillation step; ``upstream`` re-encodes every class through the teacher text tower first."""
+def train_step(
+    models: DistillModels,
+    image: torch.Tensor,
+    upstream: bool,
+    clock: PhaseClock,
+    teacher_cache: TeacherCache | None = None,
+    view: TeacherView | None = None,
+) -> torch.Tensor:
+    """One distillation step; ``upstream`` re-encodes every class through the teacher text tower first.
+
+    With ``teacher_cache`` and ``view`` the teacher's features come from the cache as in a ``TEACHER_CACHE`` run
+    of the trainer (computed and stored on a miss); the logits are computed from fp32 features either way.
+    """
     precision = models.setup.precision
     if upstream:
         with clock.phase("teacher_text"):
             features = encode_class_features(models, full_length=True)
     else:
         features = models.student.text_features
-    with clock.phase("teacher_image"):
+
+    def teacher_features() -> torch.Tensor:
         with torch.inference_mode(), precision.autocast():
-            t = F.normalize(models.teacher_image_forward(image), dim=-1)
-            teacher_logits = models.teacher_logit_scale * t @ features.t().to(t.dtype)
+            return F.normalize(models.teacher_image_forward(image), dim=-1).float()
+
+    with clock.phase("teacher_image"):
+        if teacher_cache is not None and view is not None:
+            t = teacher_cache.features(0, view, image, teacher_features)
+        else:
+            t = teacher_features()
+        with torch.inference_mode(), precision.autocast():
+            teacher_logits = models.teacher_logit_scale * t @ features.t().float()
         teacher_logits = teacher_logits.float().clone()
     with clock.phase("student_fwd_bwd"):
         with precision.autocast():
