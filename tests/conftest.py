@@ -22,3 +22,20 @@ def trainer_env(tmp_path_factory) -> dict[str, str]:
         "student": str(root / "student.pt"),
         "teacher": str(root / "teacher.pt"),
     }
+
+
+@pytest.fixture
+def kd_step_losses(monkeypatch) -> list[float]:
+    """The loss of every PromptKD training step (the value the engine logs), appended while the test runs."""
+    from trainers.promptkd import PromptKD
+
+    losses: list[float] = []
+    original = PromptKD.forward_backward
+
+    def recording(self, batch):
+        out = original(self, batch)
+        losses.append(out["loss"])
+        return out
+
+    monkeypatch.setattr(PromptKD, "forward_backward", recording)
+    return losses

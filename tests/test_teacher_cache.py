@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from tests.helpers.tiny_clip import save_tiny_clip
-from tests.helpers.trainer_runs import TEACHER_CLIP, read_results, run_env_train
+from tests.helpers.trainer_runs import TEACHER_CLIP, distil_zero_shot
 from trainers.common import FrozenTeacher, TeacherCache, TeacherView, batch_probe, tensor_fingerprint
 from trainers.promptkd import PromptKD
 
-CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
 FINGERPRINT = "ab" * 32
 
 
@@ -166,39 +165,14 @@ def test_fingerprint_covers_names_values_and_settings():
 
 
 # ---------------------------------------------------------------------------------------------- distillation runs
-@pytest.fixture
-def recorded_losses(monkeypatch):
-    """The loss dict of every training step, as the engine logs it."""
-    losses: list[float] = []
-    original = PromptKD.forward_backward
-
-    def recording(self, batch):
-        out = original(self, batch)
-        losses.append(out["loss"])
-        return out
-
-    monkeypatch.setattr(PromptKD, "forward_backward", recording)
-    return losses
-
-
-def distil(env, out, losses, *opts, flags=()):
-    """A 2-epoch zero-shot-teacher PromptKD run; returns (step losses, final accuracy, trainer)."""
-    start = len(losses)
-    kd = ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", env["teacher"], "TRAINER.PROMPTKD.TEACHER_CKPT",
-          "none", "TRAINER.PROMPTKD.PREC", "bf16", "DATALOADER.TRAIN_X.BATCH_SIZE", "4")  # fmt: skip
-    trainer = run_env_train(env, "PromptKD", CONFIG, out, *kd, *opts, flags=flags)
-    final = [r for r in read_results(out) if r.get("event") == "eval" and r.get("phase") == "final"]
-    return list(losses[start:]), [r["metrics"] for r in final], trainer
-
-
-def test_cached_runs_give_the_uncached_losses_and_accuracies(trainer_env, tmp_path, recorded_losses, monkeypatch):
+def test_cached_runs_give_the_uncached_losses_and_accuracies(trainer_env, tmp_path, kd_step_losses, monkeypatch):
     cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
-    plain_losses, plain_acc, _ = distil(trainer_env, tmp_path / "plain", recorded_losses)
-    fill_losses, fill_acc, fill = distil(trainer_env, tmp_path / "fill", recorded_losses, *cache)
+    plain_losses, plain_acc, _ = distil_zero_shot(trainer_env, tmp_path / "plain", kd_step_losses)
+    fill_losses, fill_acc, fill = distil_zero_shot(trainer_env, tmp_path / "fill", kd_step_losses, *cache)
     tower_runs = []
     compute = FrozenTeacher._compute_features
     monkeypatch.setattr(FrozenTeacher, "_compute_features", lambda self, x: tower_runs.append(1) or compute(self, x))
-    hit_losses, hit_acc, hit = distil(trainer_env, tmp_path / "hit", recorded_losses, *cache)
+    hit_losses, hit_acc, hit = distil_zero_shot(trainer_env, tmp_path / "hit", kd_step_losses, *cache)
     assert tower_runs == []  # the hit run never ran the teacher's image tower
     assert len(plain_losses) == 2 * fill.num_batches and plain_acc
     assert plain_losses == fill_losses == hit_losses
@@ -211,9 +185,9 @@ def test_cached_runs_give_the_uncached_losses_and_accuracies(trainer_env, tmp_pa
     assert re.search(rf"teacher cache: {steps} hits, 0 misses \(\d+\.\d MiB in ", log)
 
 
-def test_changed_seed_transform_or_teacher_misses(trainer_env, tmp_path, recorded_losses):
+def test_changed_seed_transform_or_teacher_misses(trainer_env, tmp_path, kd_step_losses):
     cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
-    _, _, fill = distil(trainer_env, tmp_path / "fill", recorded_losses, *cache)
+    _, _, fill = distil_zero_shot(trainer_env, tmp_path / "fill", kd_step_losses, *cache)
     other_teacher = tmp_path / "other-teacher.pt"
     save_tiny_clip(other_teacher, **{**TEACHER_CLIP, "seed": 7})
     changes = {
@@ -223,17 +197,17 @@ def test_changed_seed_transform_or_teacher_misses(trainer_env, tmp_path, recorde
     }
     directories = {fill.teacher_cache.directory}
     for name, (change, flags) in changes.items():
-        _, _, run = distil(trainer_env, tmp_path / name, recorded_losses, *cache, *change, flags=flags)
+        _, _, run = distil_zero_shot(trainer_env, tmp_path / name, kd_step_losses, *cache, *change, flags=flags)
         assert run.teacher_cache.hits == 0 and run.teacher_cache.misses == 2 * run.num_batches, name
         directories.add(run.teacher_cache.directory)
     assert len(directories) == 1 + len(changes)
-    _, _, again = distil(trainer_env, tmp_path / "again", recorded_losses, *cache)
+    _, _, again = distil_zero_shot(trainer_env, tmp_path / "again", kd_step_losses, *cache)
     assert again.teacher_cache.misses == 0  # the other runs' folders left the first one intact
 
 
-def test_cache_killed_mid_fill_is_completed_by_the_next_run(trainer_env, tmp_path, recorded_losses, monkeypatch):
+def test_cache_killed_mid_fill_is_completed_by_the_next_run(trainer_env, tmp_path, kd_step_losses, monkeypatch):
     cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
-    plain_losses, _, _ = distil(trainer_env, tmp_path / "plain", recorded_losses)
+    plain_losses, _, _ = distil_zero_shot(trainer_env, tmp_path / "plain", kd_step_losses)
     original = PromptKD.forward_backward
 
     def killed_in_epoch_2(self, batch):
@@ -243,15 +217,15 @@ def test_cache_killed_mid_fill_is_completed_by_the_next_run(trainer_env, tmp_pat
 
     monkeypatch.setattr(PromptKD, "forward_backward", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        distil(trainer_env, tmp_path / "killed", recorded_losses, *cache)
+        distil_zero_shot(trainer_env, tmp_path / "killed", kd_step_losses, *cache)
     monkeypatch.setattr(PromptKD, "forward_backward", original)
     shards = list((tmp_path / "cache").rglob("*.pt"))
     assert [p.name for p in shards] == ["epoch0-shard0.pt"]  # epoch 1's shard was still in memory
-    rerun_losses, _, rerun = distil(trainer_env, tmp_path / "rerun", recorded_losses, *cache)
+    rerun_losses, _, rerun = distil_zero_shot(trainer_env, tmp_path / "rerun", kd_step_losses, *cache)
     steps = rerun.num_batches
     assert steps >= 2  # epoch 2 was killed with part of its shard filled in memory
     assert (rerun.teacher_cache.hits, rerun.teacher_cache.misses) == (steps, steps)
     assert rerun_losses == plain_losses
-    complete_losses, _, complete = distil(trainer_env, tmp_path / "complete", recorded_losses, *cache)
+    complete_losses, _, complete = distil_zero_shot(trainer_env, tmp_path / "complete", kd_step_losses, *cache)
     assert (complete.teacher_cache.hits, complete.teacher_cache.misses) == (2 * steps, 0)
     assert complete_losses == plain_losses

@@ -51,6 +51,7 @@ from yacs.config import CfgNode as CN
 import clip
 from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
+from dassl.engine.compilation import compiled_forward
 from dassl.engine.evaluation import no_test_images
 from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
 from dassl.utils.process_group import get_rank, get_world_size
@@ -266,6 +267,8 @@ def teacher_tensors(teachers: TeacherEnsemble) -> Iterator[tuple[str, torch.Tens
 class PromptKD(CLIPPromptTrainer):
     """Distil frozen teachers' class distributions into a prompted student on unlabeled images."""
 
+    COMPILES_FORWARDS = True
+
     def check_cfg(self, cfg: CN) -> None:
         super().check_cfg(cfg)
         node = cfg.TRAINER.PROMPTKD
@@ -426,6 +429,7 @@ class PromptKD(CLIPPromptTrainer):
             )
         super().before_train()
         self.attach_teacher_caches()
+        self.compile_forwards()
 
     def attach_teacher_caches(self) -> None:
         """``TEACHER_CACHE`` set: one cache for the run, a folder per teacher, named by the views' fingerprint."""
@@ -441,6 +445,15 @@ class PromptKD(CLIPPromptTrainer):
         for k, teacher in enumerate(self.teachers):
             teacher.attach_cache(self.teacher_cache, k)
         logger.info("Teacher cache: %s (%s)", self.teacher_cache.directory, node.TEACHER_CACHE_DTYPE)
+
+    def compile_forwards(self) -> None:
+        """``TRAIN.COMPILE``: the student's training forward and the teachers' image towers through torch.compile
+        (evaluation stays eager: it runs once per epoch at another batch size)."""
+        self.student_forward = compiled_forward(self.model, self.cfg, "PromptKD student")
+        if self.cfg.TRAIN.COMPILE:
+            for k, teacher in enumerate(self.teachers, start=1):
+                teacher.image_forward = compiled_forward(teacher.image_encoder, self.cfg, f"teacher {k} image tower")
+            logger.info("TRAIN.COMPILE %s (backend %s)", self.cfg.TRAIN.COMPILE, self.cfg.TRAIN.COMPILE_BACKEND)
 
     def after_train(self) -> None:
         cache = getattr(self, "teacher_cache", None)
@@ -460,7 +473,7 @@ class PromptKD(CLIPPromptTrainer):
         view = TeacherView(self.epoch, self.batch_idx, (self.batch_idx + 1) == self.num_batches)
         target = self.teacher_target(image, view)
         with self.autocast():
-            student_logits = self.model(image)
+            student_logits = getattr(self, "student_forward", self.model)(image)  # set in before_train
         loss = float(node.KD_WEIGHT) * kl_target_loss(student_logits, target, float(node.TEMPERATURE))
         self.model_backward_and_update(loss)
         self._class_features_stale = isinstance(self.prompt_model, TextPromptedStudent)

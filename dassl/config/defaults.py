@@ -144,6 +144,11 @@ _C.TRAIN.PRINT_FREQ = 10
 _C.TRAIN.COUNT_ITER = "train_x"
 # Engine addition: cudnn.benchmark off and deterministic algorithms on.
 _C.TRAIN.DETERMINISTIC = False
+# Engine additions: torch.compile of the per-step forwards ("" = eager; default | reduce-overhead | max-autotune)
+# with its compiler backend, and TF32 matmuls for fp32 math on CUDA.
+_C.TRAIN.COMPILE = ""
+_C.TRAIN.COMPILE_BACKEND = "inductor"
+_C.TRAIN.TF32 = False
 
 ###########################
 # Test

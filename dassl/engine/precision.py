@@ -82,3 +82,18 @@ def resolve_precision(prec: str, device: torch.device | str) -> Precision:
     if device_type == "cuda":
         return Precision(name, device_type, torch.float16, True, f"{name}: fp16 autocast with GradScaler on cuda")
     return Precision(name, device_type, None, False, f"{name} requested on {device_type}: running fp32 math")
+
+
+def apply_tf32(precision: Precision, enabled: bool) -> bool:
+    """``TRAIN.TF32``: let fp32 CUDA matmuls and convolutions use TF32 tensor cores (10-bit mantissa inputs, fp32
+    accumulation; several times the full-fp32 rate on A100/H100/H200) when the run computes in fp32 there.
+
+    Only for ``fp32`` math on CUDA: under autocast the matmuls are bf16/fp16 already, and CPUs have no TF32. Off
+    (PyTorch's full-fp32 default) unless asked for. Returns whether TF32 was turned on; sets process-wide flags.
+    """
+    if not enabled or precision.device_type != "cuda" or precision.autocast_dtype is not None:
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    logger.info("TRAIN.TF32: TF32 matmuls and convolutions for the fp32 math on cuda")
+    return True

@@ -41,10 +41,11 @@ from dassl.utils import (
 
 from . import distributed as ddp
 from .checkpointing import CheckpointingMixin
+from .compilation import check_compile_cfg
 from .evaluation import EvaluationMixin
 from .iteration_log import IterationLogMixin, progress_disabled
 from .optimization import OptimizationMixin
-from .precision import resolve_precision
+from .precision import apply_tf32, resolve_precision
 from .tensorboard import TensorBoardMixin
 
 logger = logging.getLogger(__name__)
@@ -185,12 +186,15 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
     loader exists; trainers build no training-only component (PromptKD: no teacher).
     """
 
+    COMPILES_FORWARDS = False  # True where the trainer runs its per-step forwards through TRAIN.COMPILE
+
     def __init__(self, cfg, *, classnames: Sequence[str] | None = None) -> None:
         super().__init__()
         self.inference_only = classnames is not None
         self._classnames_only = classnames
         with _config_errors():
             self.check_cfg(cfg)
+            check_compile_cfg(cfg)
 
         self.device = ddp.select_device(cfg.USE_CUDA)
         self.distributed = ddp.init_distributed(self.device)
@@ -211,6 +215,9 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
             self.precision = resolve_precision(self.get_precision_name(), self.device)
         self.grad_scaler = self.precision.make_grad_scaler()
         logger.info("Device: %s; precision: %s", self.device, self.precision.description)
+        apply_tf32(self.precision, bool(cfg.TRAIN.TF32))
+        if cfg.TRAIN.COMPILE and not self.COMPILES_FORWARDS:
+            logger.warning("TRAIN.COMPILE: %s runs eagerly (compiled forwards exist for PromptKD)", type(self).__name__)
 
         self.build_data_loader()  # under DDP, DataManager shards the loaders itself
         self.build_model()

@@ -102,6 +102,19 @@ def run_env_train(env: dict[str, str], trainer: str, config: str, out: Path | st
     return run_train(argv)
 
 
+def distil_zero_shot(env: dict[str, str], out: Path, losses: list[float], *opts: str, flags: tuple = ()):
+    """A 2-epoch PromptKD run (bf16, batch 4) with a zero-shot teacher on the ``trainer_env`` world.
+
+    ``losses`` is the ``kd_step_losses`` fixture's list. Returns (this run's step losses, final metrics, trainer).
+    """
+    start = len(losses)
+    kd = ("DATASET.NUM_SHOTS", "0", "TRAINER.PROMPTKD.TEACHER_CLIP", env["teacher"], "TRAINER.PROMPTKD.TEACHER_CKPT",
+          "none", "TRAINER.PROMPTKD.PREC", "bf16", "DATALOADER.TRAIN_X.BATCH_SIZE", "4")  # fmt: skip
+    trainer = run_env_train(env, "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx", out, *kd, *opts, flags=flags)
+    final = [r for r in read_results(out) if r.get("event") == "eval" and r.get("phase") == "final"]
+    return list(losses[start:]), [r["metrics"] for r in final], trainer
+
+
 def read_results(output: Path | str) -> list[dict]:
     """The records of ``output/results.jsonl``."""
     path = Path(output) / "results.jsonl"

@@ -89,6 +89,7 @@ class FrozenTeacher(nn.Module):
         self.text_tower_runs = runs
         self.cache: TeacherCache | None = None
         self.cache_slot = 0
+        self.image_forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. compiled; None = the tower
 
     def attach_cache(self, cache: TeacherCache | None, slot: int = 0) -> None:
         """Read and store this teacher's training-view features in ``cache`` (folder ``teacher<slot>``)."""
@@ -115,7 +116,7 @@ class FrozenTeacher(nn.Module):
 
     def _compute_features(self, image: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return F.normalize(self.image_encoder(image), dim=-1).float()
+            return F.normalize((self.image_forward or self.image_encoder)(image), dim=-1).float()
 
     def logits(self, image: torch.Tensor, view: TeacherView | None = None) -> torch.Tensor:
         """``s * normalize(g(x)) @ W^T`` ``[B, C]`` in fp32, outside the autograd graph.
