@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dassl.error_boundary import run_with_error_boundary
-from dassl.errors import ConfigError, ImageFileError, InputFileError, OutputDirError
+from dassl.errors import ConfigError, ImageFileError, InputFileError, OutputDirError, UserError
 from dassl.utils import atomic_write
 
 logger = logging.getLogger("predict")
@@ -60,6 +60,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """Every flag-level check, before any model or image is read."""
+    from trainers.common.trained_run import select_device
+
+    select_device(args.device)
     if args.export:
         if args.model:
             raise ConfigError("--export needs a run folder", "--model", "pass --model-dir RUN_DIR")
@@ -131,6 +134,8 @@ class ImageFiles(Dataset):
         path = self.paths[index]
         try:
             image = read_image(path)
+        except UserError:
+            raise
         except Exception as err:  # PIL raises several types for corrupt or truncated files
             raise ImageFileError(f"cannot read the image ({type(err).__name__}: {err})", path, "remove it") from err
         return self.transform(image)

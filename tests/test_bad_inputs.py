@@ -1,6 +1,6 @@
 """The bad-input battery: every command a user runs ends a mistake with one clear line and changes nothing.
 
-Each case runs the real command line (``train.py``, ``parse_test_res.py``, ``python -m demo``,
+Each case runs the real command line (``train.py``, ``predict.py``, ``parse_test_res.py``, ``python -m demo``,
 ``scripts/demo.sh``) in its own process against a COPY of a finished PromptKD run (teacher from PromptSRC, tiny
 CLIPs, Caltech101 layout), then checks: the exit status; that the last line is ``error: ...`` and names the
 offending file, key or value; that no traceback was printed; and that every file that existed before the
@@ -23,7 +23,7 @@ import torch
 
 import train
 from tests.helpers.cli_runner import REPO, CommandRunner, Completed
-from tests.helpers.dataset_fixtures import make_caltech101
+from tests.helpers.dataset_fixtures import make_caltech101, write_image
 from tests.helpers.tiny_clip import save_tiny_clip
 
 STUDENT_CLIP = {"seed": 0}
@@ -31,6 +31,7 @@ TEACHER_CLIP = {"seed": 1, "embed_dim": 48, "transformer_width": 48, "transforme
 KD_CONFIG = REPO / "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml"
 SRC_CONFIG = REPO / "configs/trainers/PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml"
 DATASET_CONFIG = REPO / "configs/datasets/caltech101.yaml"
+FOLDER_CONFIG = REPO / "configs/datasets/folder.yaml"
 MODEL_NAME = "VLPromptLearner"
 
 
@@ -495,6 +496,138 @@ def _(c: Ctx):
 def _(c: Ctx):
     c.env["PYTHON"] = sys.executable
     return ["bash", str(REPO / "scripts/demo.sh"), "--preset", "tiniest"], ("tiniest",)
+
+
+# --- Folder dataset (your own images)
+def _folder(c: Ctx, classes: str = "red fox\nblue jay\n", train: tuple[str, ...] = ("red_fox",)) -> Path:
+    root = c.tmp / "own"
+    write(root / "classnames.txt", classes)
+    for folder in train:
+        write_image(root / "train" / folder / "0.jpg")
+    write_image(root / "unlabeled" / "a" / "0.PNG")
+    c.protected.append(root)
+    return root
+
+
+def _folder_argv(c: Ctx, root: Path) -> list[str]:
+    argv = _argv_with(c.world.train_argv(c.tmp / "out"), "--dataset-config-file", str(FOLDER_CONFIG))
+    return _argv_with(argv, "--root", str(root))
+
+
+@case("folder-class-not-in-classnames")
+def _(c: Ctx):
+    root = _folder(c, train=("red_fox", "zebra"))
+    return _folder_argv(c, root), ("zebra", str(root / "train" / "zebra"), "classnames.txt")
+
+
+@case("folder-duplicate-class-name")
+def _(c: Ctx):
+    root = _folder(c, classes="red fox\nred_fox\n")
+    return _folder_argv(c, root), ("red_fox", "line 2")
+
+
+@case("folder-no-images")
+def _(c: Ctx):
+    root = write(c.tmp / "own" / "classnames.txt", "red fox\n").parent
+    write(root / "unlabeled" / "README.md", "no images here\n")
+    c.protected.append(root)
+    return _folder_argv(c, root), ("no images found", str(root))
+
+
+@case("folder-supervised-trainer-without-train")
+def _(c: Ctx):
+    root = _folder(c, train=())
+    argv = _argv_with(_argv_with(_folder_argv(c, root), "--trainer", "PromptSRC"), "--config-file", str(SRC_CONFIG))
+    return argv, ("PromptSRC trains on labeled images", str(root / "train"))
+
+
+# --- predict.py
+def _predict(*argv: object) -> list[str]:
+    return [str(REPO / "predict.py"), *(str(a) for a in argv)]
+
+
+@case("predict-no-images")
+def _(c: Ctx):
+    empty = c.tmp / "empty"
+    write(empty / "notes.txt", "not an image\n")
+    return _predict("--model-dir", c.run, empty), ("no images found", str(empty))
+
+
+@case("predict-path-missing")
+def _(c: Ctx):
+    return _predict("--model-dir", c.run, c.tmp / "nowhere"), ("no such file or folder", str(c.tmp / "nowhere"))
+
+
+@case("predict-not-a-run-folder")
+def _(c: Ctx):
+    folder = c.tmp / "folder"
+    folder.mkdir()
+    return _predict("--model-dir", folder, c.test_image(c.world.data)), ("no config.yaml", str(folder))
+
+
+@case("predict-run-without-classnames")
+def _(c: Ctx):
+    (c.run / "classnames.txt").unlink()
+    return _predict("--model-dir", c.run, c.test_image(c.world.data)), ("classnames.txt", "--classnames FILE")
+
+
+@case("predict-classnames-count-mismatch")
+def _(c: Ctx):
+    names = write(c.tmp / "names.txt", "cat\ndog\n")
+    argv = _predict("--model-dir", c.run, c.test_image(c.world.data), "--classnames", names)
+    return argv, ("2 class names for a model of 5 classes", str(names))
+
+
+@case("predict-unknown-output-format")
+def _(c: Ctx):
+    out = c.tmp / "labels.txt"
+    return _predict("--model-dir", c.run, c.test_image(c.world.data), "--output", out), ("--output", "*.csv")
+
+
+@case("predict-topk-zero")
+def _(c: Ctx):
+    return _predict("--model-dir", c.run, c.test_image(c.world.data), "--topk", "0"), ("--topk 0",)
+
+
+@case("predict-missing-epoch")
+def _(c: Ctx):
+    argv = _predict("--model-dir", c.run, c.test_image(c.world.data), "--load-epoch", "7")
+    return argv, ("model.pth.tar-7", "--load-epoch 7")
+
+
+@case("predict-corrupt-image")
+def _(c: Ctx):
+    bad = write(c.tmp / "images" / "broken.jpg", b"not a jpeg")
+    return _predict("--model-dir", c.run, bad.parent), ("Cannot read image", str(bad))
+
+
+@case("predict-model-is-a-checkpoint")
+def _(c: Ctx):
+    checkpoint = c.run / MODEL_NAME / "model.pth.tar-1"
+    return _predict("--model", checkpoint, c.test_image(c.world.data)), ("not an exported model", str(checkpoint))
+
+
+@case("predict-tampered-export")
+def _(c: Ctx):
+    c.marker = c.tmp / "pwned"
+    exported = c.tmp / "student.pt"
+    torch.save({"format": "promptkd-export", "version": 1, "kind": _Payload(c.marker)}, exported)
+    return _predict("--model", exported, c.test_image(c.world.data)), (
+        "refused to load the exported model",
+        "nothing in it was run",
+        str(exported),
+    )
+
+
+@case("predict-export-with-images")
+def _(c: Ctx):
+    argv = _predict("--model-dir", c.run, "--export", c.tmp / "student.pt", c.test_image(c.world.data))
+    return argv, ("--export", "drop the paths")
+
+
+@case("predict-unknown-device")
+def _(c: Ctx):
+    return _predict("--model-dir", c.run, c.test_image(c.world.data), "--device", "tpu"), ("--device", "tpu")
 
 
 # ------------------------------------------------------------------------------------------------ the test

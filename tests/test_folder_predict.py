@@ -273,3 +273,41 @@ def test_supervised_trainer_without_train_folder_fails_before_writing(trainer_en
     with pytest.raises(InputFileError, match="CoOp trains on labeled images but the dataset has none"):
         run_train(folder_argv(trainer_env, root, "CoOp", "vit_b16_ep50", out))
     assert not (out / "config.yaml").exists() and not (out / "classnames.txt").exists()
+
+
+SHOTS = ("DATASET.NUM_SHOTS", "2")
+KD_CONFIG, DESIGN = "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx", "TRAINER.PROMPTKD.STUDENT_DESIGN"
+PRODA_SMALL = ("TRAINER.PRODA.N_CTX", "4", "TRAINER.PRODA.N_PROMPT", "4", "TRAINER.PRODA.PROMPT_BATCH_SIZE", "2")
+RUNS = {
+    "ZeroshotCLIP": ("ZeroshotCLIP", "CoOp/vit_b16", (), True),
+    "CoOp": ("CoOp", "CoOp/vit_b16_ep50", (*SHOTS, "TRAINER.COOP.N_CTX", "4"), False),
+    "CoCoOp": ("CoCoOp", "CoCoOp/vit_b16_c4_ep10_batch1", SHOTS, False),
+    "IVLP": ("IVLP", "IVLP/vit_b16_c2_ep20_batch8_4+4ctx", SHOTS, False),
+    "MaPLe": ("MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx", (*SHOTS, "TRAINER.MAPLE.PROMPT_DEPTH", "2"), False),
+    "PromptSRC": ("PromptSRC", "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx", SHOTS, False),
+    "ProDA": ("ProDA", "ProDA/vit_b16_c16_ep100_batch4", (*SHOTS, *PRODA_SMALL), False),
+    "PromptKD-coop": ("PromptKD", KD_CONFIG, (DESIGN, "coop"), False),
+    "PromptKD-ivlp": ("PromptKD", KD_CONFIG, (DESIGN, "ivlp"), False),
+    "PromptKD-maple": ("PromptKD", KD_CONFIG, (DESIGN, "maple", "TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT", "2"), False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RUNS))
+def test_predict_and_export_for_every_trainers_run_folder(case, folder_world, trainer_env, tmp_path):
+    trainer, config, opts, eval_only = RUNS[case]
+    method, _, config_name = config.partition("/")
+    if trainer == "PromptKD":
+        opts = (*kd_opts(trainer_env, str(folder_world["teacher"])), *opts)
+    out = tmp_path / "run"
+    argv = folder_argv(trainer_env, folder_world["root"], method, config_name, out, *opts,
+                       flags=("--eval-only",) if eval_only else ())  # fmt: skip
+    argv[argv.index(method)] = trainer
+    run_train(argv)
+    reported = last_accuracy(out, "eval_only" if eval_only else "final")
+    test_dir = folder_world["root"] / "test"
+    from_dir, from_file, exported = tmp_path / "dir.csv", tmp_path / "file.csv", tmp_path / "model.pt"
+    predict("--model-dir", out, test_dir, "--output", from_dir, "--topk", "2", "--batch-size", "8")
+    assert csv_accuracy(read_csv(from_dir)) == pytest.approx(reported)
+    predict("--model-dir", out, "--export", exported)
+    predict("--model", exported, test_dir, "--output", from_file, "--topk", "2", "--batch-size", "8")
+    assert read_csv(from_file) == read_csv(from_dir)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -299,7 +300,14 @@ def load_exported_model(path: str, device: str | torch.device = "cpu") -> Export
         raise CheckpointError(
             "exported model not found", path, "check the path (predict.py --export writes one)"
         ) from err
-    except Exception as err:  # a pickle with foreign globals, a truncated file, not a torch file
+    except pickle.UnpicklingError as err:  # weights_only refused a global: nothing was executed
+        raise CheckpointError(
+            "refused to load the exported model: it holds objects other than tensors and plain containers; "
+            "nothing in it was run",
+            path,
+            "re-export it with predict.py --export",
+        ) from err
+    except Exception as err:  # a truncated file, not a torch file
         raise CheckpointError(
             f"not a readable exported model ({type(err).__name__})", path, "re-export it with predict.py --export"
         ) from err

@@ -67,9 +67,16 @@ def load_run_config(path: str) -> CfgNode:
 
 def run_classnames(run_dir: str, classnames_file: str | None) -> list[str]:
     """``--classnames FILE`` if given, else the run's ``classnames.txt`` (written by train.py)."""
-    if classnames_file:
-        return read_classnames_file(classnames_file)
     path = os.path.join(run_dir, CLASSNAMES_FILE)
+    if classnames_file:
+        names = read_classnames_file(classnames_file)
+        if os.path.isfile(path) and len(saved := read_classnames_file(path)) != len(names):
+            raise InputFileError(
+                f"{len(names)} class names for a model of {len(saved)} classes",
+                classnames_file,
+                "give one name per class, in label order",
+            )
+        return names
     if not os.path.isfile(path):
         raise InputFileError(
             f"the run folder has no {CLASSNAMES_FILE} (runs before class names were saved with the model)",
