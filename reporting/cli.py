@@ -1,7 +1,7 @@
 """Command line of ``parse_test_res.py``: upstream's flags plus paper-style tables.
 
 Without table options on an upstream-style folder (``DIR/{run}/log.txt``) it prints upstream's lines
-(dassl-api.md §10). Otherwise it collects every run under DIR, reads results.jsonl first (text logs as
+(``reporting.upstream``). Otherwise it collects every run under DIR, reads results.jsonl first (text logs as
 fallback), pairs base and novel per dataset and seed, and prints one table per experiment.
 """
 

@@ -1,4 +1,4 @@
-"""Upstream-compatible mode of ``parse_test_res.py`` (dassl-api.md §10).
+"""Upstream-compatible mode of ``parse_test_res.py`` (upstream Dassl's ``tools/parse_test_res.py``).
 
 Prints exactly upstream's lines (``===``, ``Parsing files in ...``, one ``file: ...`` line per run, the
 ``* average`` line with NumPy's population std or ``--ci95``, and with ``--multi-exp`` the ``Average

@@ -1,7 +1,8 @@
-"""`DatasetWrapper`, `build_data_loader` and `DataManager` (dassl-api.md §4.5, §4.6).
+"""`DatasetWrapper`, `build_data_loader` and `DataManager`, with upstream Dassl's names and arguments.
 
 Single-process behaviour is upstream's: torch's `RandomSampler` / `SequentialSampler`, no loader generator,
-no ``worker_init_fn``, so a seeded run draws the same torch RNG values (§8.3, §8.6). Changes:
+no ``worker_init_fn``, so a seeded run draws the same torch RNG values (each new loader iterator draws the
+loader's base seed and, for ``RandomSampler``, the permutation seed from the torch CPU generator). Changes:
 
 - ``pin_memory`` only when CUDA is used; ``persistent_workers`` only with ``DATALOADER.PERSISTENT_WORKERS``
   (off by default: workers are then seeded once per loader instead of once per epoch, which saves worker start-up
@@ -13,7 +14,8 @@ no ``worker_init_fn``, so a seeded run draws the same torch RNG values (§8.3, �
   give each rank a disjoint strided shard without padding (`ShardedSequentialSampler`), keeping the
   configured per-process batch, so gathered metrics count every image exactly once.
 - Unreadable images raise an error naming the file; a loader over un-transformed PIL images (which the default
-  collate cannot batch) is refused at build time; the ``img0`` pipeline is built only when requested (§11 #16).
+  collate cannot batch) is refused at build time; the ``img0`` pipeline is built only when requested (upstream
+  always builds it).
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def build_data_loader(
     is_train: bool = True,
     dataset_wrapper: type[Dataset] | None = None,
 ) -> DataLoader:
-    """Loader over ``data_source`` (dassl-api.md §4.6); ``drop_last`` only in training with a full batch."""
+    """Loader over ``data_source`` as upstream builds it; ``drop_last`` only in training with a full batch."""
     if not data_source:
         raise ValueError(f"build_data_loader got an empty data_source (sampler {sampler_type}, is_train={is_train})")
     if dataset_wrapper is None:
@@ -207,7 +209,7 @@ def _format_table(rows: list[list[str]]) -> str:
 
 
 class DataManager:
-    """Builds the dataset, the transforms and the train/val/test loaders from ``cfg`` (dassl-api.md §4.6)."""
+    """Builds the dataset, the transforms and the train/val/test loaders from ``cfg``, in upstream's order."""
 
     def __init__(
         self,

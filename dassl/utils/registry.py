@@ -1,4 +1,4 @@
-"""Name -> object registries (trainers, datasets, evaluators), spec dassl-api.md section 7.1."""
+"""Name -> object registries (trainers, datasets, evaluators), as in upstream Dassl."""
 
 from __future__ import annotations
 

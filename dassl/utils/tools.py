@@ -1,6 +1,6 @@
-"""Small filesystem, JSON, seeding and environment helpers (spec dassl-api.md section 7.2).
+"""Small filesystem, JSON, seeding and environment helpers with upstream Dassl's names.
 
-Fixes over upstream (spec section 11, #13): ``write_json`` works for a bare file name and writes atomically;
+Fixes over upstream: ``write_json`` works for a bare file name and writes atomically;
 ``set_random_seed`` accepts seed 0 and has an optional deterministic mode.
 """
 

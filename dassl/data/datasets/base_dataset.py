@@ -1,7 +1,5 @@
 """Sample record (`Datum`) and dataset base class (`DatasetBase`), Dassl.pytorch-compatible.
 
-Spec: dassl-api.md §4.1, §4.2, §4.7, §8 and §11 #12; datasets.md §1 and §4.
-
 The module path ``dassl.data.datasets.base_dataset`` and the attribute names of `Datum` are part of the
 pickle format of upstream few-shot caches (``split_fewshot/shot_K-seed_S.pkl``) and must not change.
 """
@@ -30,10 +28,10 @@ class Datum:
     Upstream checks at construction that the image file exists. That costs one ``stat`` per image (1.28M for
     ImageNet) and aborts at the first missing file, so here the check can be switched off per call
     (``check=False``) or globally (``Datum.check_file_exists = False``) by readers that validate a whole list
-    at once (dassl-api.md §11 #12). The default stays upstream's: check.
+    at once. The default stays upstream's: check.
 
     Instances pickle as ``dassl.data.datasets.base_dataset.Datum`` with the instance dict
-    ``{"_impath", "_label", "_domain", "_classname"}`` exactly like upstream (§4.7); unpickling never checks
+    ``{"_impath", "_label", "_domain", "_classname"}`` exactly like upstream; unpickling never checks
     files because pickle does not call ``__init__``.
     """
 
@@ -104,7 +102,7 @@ class _SupportsSampling(Protocol):
 
 
 def group_by_label(items: Sequence[Datum]) -> dict[int, list[Datum]]:
-    """Group items by label; groups in first-appearance order, items in original order (datasets.md §0)."""
+    """Group items by label; groups in first-appearance order, items in original order."""
     groups: dict[int, list[Datum]] = defaultdict(list)
     for item in items:
         groups[item.label].append(item)
@@ -119,11 +117,11 @@ def sample_few_shot(
 ) -> list[Datum]:
     """Pick ``num_shots`` items per label from one list with upstream's exact RNG call order.
 
-    Upstream ``DatasetBase.generate_fewshot_dataset`` for one data source (dassl-api.md §4.2 step 3,
-    datasets.md §4.1): for each label group in first-appearance order, ``rng.sample(group, K)`` when the
-    group has at least K items, else ``rng.choices(group, k=K)`` if ``repeat``, else the whole group with
-    no RNG call. ``rng=None`` uses the global `random` module (upstream); a private ``random.Random(seed)``
-    driven through the same calls gives the same result. ``num_shots < 1`` returns a copy of ``items``.
+    Upstream ``DatasetBase.generate_fewshot_dataset`` for one data source: for each label group in
+    first-appearance order, ``rng.sample(group, K)`` when the group has at least K items, else
+    ``rng.choices(group, k=K)`` if ``repeat``, else the whole group with no RNG call. ``rng=None`` uses the
+    global `random` module (upstream); a private ``random.Random(seed)`` driven through the same calls gives the
+    same result. ``num_shots < 1`` returns a copy of ``items``.
     """
     if num_shots < 1:
         return list(items)
@@ -150,10 +148,10 @@ def sample_few_shot(
 
 
 class DatasetBase:
-    """Container of the train_x / train_u / val / test lists of `Datum` (dassl-api.md §4.2).
+    """Container of the train_x / train_u / val / test lists of `Datum`, as upstream Dassl's.
 
     ``num_classes`` (max label + 1) and ``lab2cname`` / ``classnames`` are derived from ``train_x`` only,
-    as upstream. Non-contiguous labels or a label with two class names are logged as warnings (§11 #12).
+    as upstream. Non-contiguous labels or a label with two class names are logged as warnings (upstream is silent).
     """
 
     dataset_dir = ""  # the directory where the dataset is stored
@@ -271,7 +269,7 @@ class DatasetBase:
             os.makedirs(dst_dir, exist_ok=True)
         if not from_gdrive:
             raise NotImplementedError(f"Only Google Drive downloads are supported (from_gdrive=True), got url={url}")
-        import gdown  # lazy: optional dependency (§11 #12)
+        import gdown  # lazy: optional dependency, needed only for downloads
 
         gdown.download(url, dst, quiet=False)
 
@@ -293,7 +291,7 @@ class DatasetBase:
         repeat: bool = False,
         rng: _SupportsSampling | None = None,
     ) -> list[Datum] | list[list[Datum]] | tuple[list[Datum], ...]:
-        """Sample ``num_shots`` images per class from each source (dassl-api.md §4.2, exact algorithm).
+        """Sample ``num_shots`` images per class from each source with upstream's exact algorithm.
 
         ``num_shots < 1`` returns the input unchanged (the single list, or the tuple of lists) without
         printing or touching the RNG. Otherwise prints ``Creating a {K}-shot dataset`` and samples each
