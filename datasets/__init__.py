@@ -48,6 +48,6 @@ __all__ = [
 
 @register_cfg_defaults
 def add_dataset_cfg_defaults(cfg: CfgNode) -> None:
-    """``DATASET.SUBSAMPLE_CLASSES`` (base/new protocol, §5) and ``DATASET.VAL_SOURCE`` (§6, §11)."""
+    """``DATASET.SUBSAMPLE_CLASSES`` (all/base/new: the base/new protocol) and ``DATASET.VAL_SOURCE`` (test/val)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
     cfg.DATASET.VAL_SOURCE = "test"

@@ -46,12 +46,12 @@ def _cfg_choice(cfg: Any, key: str, default: str, choices: Sequence[str]) -> str
 def finalize_dataset(
     cfg: Any, train: list[Datum], val: list[Datum] | None, test: list[Datum]
 ) -> tuple[list[Datum], list[Datum] | None, list[Datum]]:
-    """Assemble ``(train_x, val, test)`` after few-shot sampling (datasets.md §6, non-PromptKD branch).
+    """Assemble ``(train_x, val, test)`` after few-shot sampling, as upstream's readers do outside PromptKD.
 
     ``train_x`` = train subsampled by ``DATASET.SUBSAMPLE_CLASSES``, ``test`` = test subsampled the same way,
     and ``val`` = that subsampled test list when ``DATASET.VAL_SOURCE == "test"`` (upstream: model selection on
     test data) or the real, subsampled val split when ``"val"``. PromptKD builds its own base/novel sets from
-    ``test`` with `subsample_classes` (decision 3).
+    ``test`` with `subsample_classes`: readers do not know trainers.
     """
     subsample = _cfg_choice(cfg, "SUBSAMPLE_CLASSES", "all", SUBSAMPLE_CHOICES)
     val_source = _cfg_choice(cfg, "VAL_SOURCE", "test", VAL_SOURCE_CHOICES)
@@ -68,7 +68,7 @@ def finalize_dataset(
 
 
 def dataset_root(cfg: Any) -> str:
-    """``DATASET.ROOT`` expanded (``~``) and made absolute (datasets.md §0)."""
+    """``DATASET.ROOT`` expanded (``~``) and made absolute; every image path a reader produces is absolute."""
     root = str(cfg.DATASET.ROOT or "")
     if not root:
         raise ValueError(
@@ -79,13 +79,16 @@ def dataset_root(cfg: Any) -> str:
 
 
 def reader_seed(cfg: Any) -> int | None:
-    """``SEED`` if it is >= 0, else None (unseeded: nothing cached, decision 8)."""
+    """``SEED`` if it is >= 0, else None (a negative seed means unseeded: nothing is cached)."""
     seed = int(cfg.SEED)
     return seed if seed >= 0 else None
 
 
 def make_rng(seed: int | None) -> random.Random:
-    """The reader's private RNG (datasets.md §7, §11): ``Random(seed)``, or OS-seeded when unseeded."""
+    """The reader's private RNG: ``Random(seed)``, or OS-seeded when unseeded.
+
+    Split generation then few-shot sampling draw from it in upstream's call order, so the samples equal
+    upstream's (which draws from the global `random`) without depending on whatever consumed `random` before."""
     return random.Random(seed) if seed is not None else random.Random()
 
 

@@ -1,4 +1,4 @@
-"""ImageNet (datasets.md §8.1): class folders named by wnid, names from ``classnames.txt``, no val split.
+"""ImageNet: class folders named by wnid, names from ``classnames.txt``, no val split.
 
 Listing 1.28M files is slow, so the listing is cached: upstream's ``preprocessed.pkl`` in the dataset folder if
 present (read safely, paths rebased), else a JSON entry in the cache directory keyed by the dataset folder,
@@ -84,7 +84,10 @@ imagenet/
         return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
 
     def read_data(self, classnames: dict[str, str], split_dir: str) -> list[Datum]:
-        """Label = index of the wnid folder in sorted order; images sorted (project decision 1)."""
+        """Label = index of the wnid folder in sorted order; images sorted.
+
+        Upstream uses the unsorted directory listing, whose order depends on the filesystem.
+        """
         items = []
         for label, folder in enumerate(self._class_folders(split_dir)):
             if folder not in classnames:

@@ -1,4 +1,4 @@
-"""ImageNetV2 matched-frequency (datasets.md §8.12): folders ``0``..``999`` named by class index; test only."""
+"""ImageNetV2 matched-frequency: folders ``0``..``999`` named by class index; test only."""
 
 from __future__ import annotations
 

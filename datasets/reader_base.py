@@ -1,15 +1,15 @@
 """Base classes that run the reader pipeline once, so each reader only describes its layout.
 
-`BenchmarkDataset` (the 11 datasets with a train split, datasets.md §2-§7):
+`BenchmarkDataset` (the 11 datasets with a train split):
 
 1. the full split: the split file in the dataset folder if present (its order, no annotations read), else
    the reader's own ``generate_split(rng)`` from the raw files, cached as JSON outside ``DATASET.ROOT``
    together with the RNG state it leaves, so a cache hit continues the random stream exactly as generation;
 2. few-shot (``NUM_SHOTS >= 1``): an upstream ``split_fewshot/shot_K-seed_S.pkl`` if present (read safely),
    else a JSON cache entry, else ``sample_few_shot`` on the same RNG (train with K, then val with min(K, 4));
-3. `finalize_dataset` (§6).
+3. `finalize_dataset` (base/new subsampling and the choice of ``val``).
 
-`TestOnlyDataset` (ImageNetV2/Sketch/A/R): ``train_x = test = items``, ``val = None``, no caches (§8.12-§8.15).
+`TestOnlyDataset` (ImageNetV2/Sketch/A/R): ``train_x = test = items``, ``val = None``, no caches.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def annotation_lines(path: str) -> list[tuple[int, str]]:
 
 
 def read_classnames(text_file: str) -> dict[str, str]:
-    """ImageNet ``classnames.txt``: ``<wnid> <name with spaces>`` per line, in file order (§8.1)."""
+    """ImageNet ``classnames.txt``: ``<wnid> <name with spaces>`` per line, in file order."""
     classnames: dict[str, str] = {}
     with open(text_file, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -63,7 +63,7 @@ def read_classnames(text_file: str) -> dict[str, str]:
 
 
 class BenchmarkDataset(DatasetBase):
-    """A reader with train/val/test (datasets.md §1-§7). Subclasses set the class attributes and hooks.
+    """A reader with train/val/test. Subclasses set the class attributes and hooks.
 
     Class attributes: ``dataset_dir`` (folder under ROOT), ``image_folder`` (prefix folder of split-file paths,
     "" = the dataset folder), ``split_file_name`` (None: official split, nothing generated or cached),
@@ -148,7 +148,7 @@ class BenchmarkDataset(DatasetBase):
     def apply_few_shot(
         self, num_shots: int, train: list[Datum], val: list[Datum] | None, rng: random.Random, inputs_key: str
     ) -> tuple[list[Datum], list[Datum] | None]:
-        """Few-shot train (K) and val (min(K, 4)) with upstream's cache precedence (datasets.md §4)."""
+        """Few-shot train (K) and val (min(K, 4)) with upstream's cache precedence."""
         if num_shots < 1:
             return train, val
         name = type(self).__name__
@@ -185,7 +185,7 @@ class BenchmarkDataset(DatasetBase):
 
 
 class TestOnlyDataset(DatasetBase):
-    """A test-only ImageNet variant: ``train_x = test = read_items()``, ``val = None`` (datasets.md §8.12-§8.15).
+    """A test-only ImageNet variant: ``train_x = test = read_items()``, ``val = None``.
 
     NUM_SHOTS, SUBSAMPLE_CLASSES and VAL_SOURCE are ignored; nothing is written anywhere.
     """

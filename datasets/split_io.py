@@ -1,8 +1,8 @@
-"""Reading and writing upstream's split files (``split_zhou_<Name>.json``, datasets.md §2).
+"""Reading and writing upstream's split files (``split_zhou_<Name>.json``).
 
 A split file is a JSON object ``{"train": [...], "val": [...], "test": [...]}`` whose items are
 ``[path relative to the prefix folder, label, classname]``. Reading keeps the file order exactly; every image
-must exist, and all missing images are reported in one error (upstream stops at the first, §11).
+must exist, and all missing images are reported in one error (upstream stops at the first).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def items_to_datums(items: Iterable[Item], prefix_dir: str, source: str, check: 
 def datums_to_items(datums: Iterable[Datum], prefix_dir: str) -> list[Item]:
     """Inverse of `items_to_datums`: paths relative to ``prefix_dir``.
 
-    Upstream removes the prefix string anywhere in the path (§11); here only a leading prefix is removed, which
+    Upstream removes the prefix string anywhere in the path; here only a leading prefix is removed, which
     gives the same result on real data. Fast path: plain string slicing (ImageNet has 1.3M items).
     """
     prefix = os.path.abspath(prefix_dir)
@@ -159,7 +159,7 @@ def load_json_file(path: str) -> Any:
 
 
 def read_split(filepath: str, path_prefix: str) -> tuple[list[Datum], list[Datum], list[Datum]]:
-    """Read a split file into train/val/test `Datum` lists (upstream ``OxfordPets.read_split``, §2).
+    """Read a split file into train/val/test `Datum` lists (upstream ``OxfordPets.read_split``).
 
     Order is the file's; no annotation file is read; all images must exist (one error lists the missing ones).
     """
