@@ -1,8 +1,9 @@
 """Download of the OpenAI CLIP weight files: streamed, resumable (HTTP Range), SHA-256 checked, atomic.
 
-Upstream downloads into `~/.cache/clip/<basename of URL>` and checks the SHA-256 that is part of the URL
-(methods.md §1.2). Here a partial download is kept as `<file>.part` and resumed with a Range request; the
-final file appears (via `os.replace`) only after its checksum matched, so a cache never holds a bad file.
+Upstream downloads into `~/.cache/clip/<basename of URL>` and checks the SHA-256 that is part of the URL;
+an interrupted download starts again from zero. Here a partial download is kept as `<file>.part` and resumed
+with a Range request; the final file appears (via `os.replace`) only after its checksum matched, so a cache
+never holds a bad file.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """From a model name or file to a CLIP model: registry, resolution, safe reading, building, preprocessing.
 
-Safety (decision 5): a plain state-dict file is read with `torch.load(weights_only=True)`, which never runs
+Safety: a plain state-dict file is read with `torch.load(weights_only=True)`, which never runs
 pickled code. A TorchScript archive (OpenAI's own `.pt` files) runs code when opened, so it is opened only if
-its SHA-256 is one of OpenAI's published values (methods.md §1.1) or the caller passes
+its SHA-256 is one of OpenAI's published values (part of each download URL, `_MODELS`) or the caller passes
 `trust_torchscript=True` (config `MODEL.TRUST_TORCHSCRIPT True`).
 
-Strictness (decision 10): every tensor of the checkpoint must find its parameter and every parameter its
-tensor; the only parameters allowed to be absent are the prompt parameters the design creates (`VPT`,
-`VPT_shallow`), which are then initialised N(0, 0.02) as upstream and listed in the log.
+Strictness (upstream retries with `strict=False`, so whatever is missing stays random): every tensor of the checkpoint
+must find its parameter and every parameter its tensor; the only parameters allowed to be absent are the prompt
+parameters the design creates (`VPT`, `VPT_shallow`), which are then initialised N(0, 0.02) as upstream and listed in
+the log.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .model import CLIP, ModifiedResNet, VisionTransformer, heads_for_width
 logger = logging.getLogger(__name__)
 
 _URL_ROOT = "https://openaipublic.azureedge.net/clip/models"
-# name -> (SHA-256, file name); the URL is `{_URL_ROOT}/{sha}/{file}` (methods.md §1.1, table order)
+# name -> (SHA-256, file name); the URL is `{_URL_ROOT}/{sha}/{file}`, in OpenAI's order
 _MODELS: dict[str, tuple[str, str]] = {
     "RN50": ("afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", "RN50.pt"),
     "RN101": ("8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599", "RN101.pt"),
@@ -84,7 +85,7 @@ class StateDictMismatchError(CLIPLoadError):
 
 
 def available_models() -> list[str]:
-    """Names of the OpenAI CLIP models (methods.md §1.1 order)."""
+    """Names of the OpenAI CLIP models, in the order of OpenAI's `clip.available_models()`."""
     return list(_MODELS)
 
 
@@ -255,7 +256,7 @@ def _check_is_clip(state: Mapping[str, Any], source: str, required: tuple[str, .
 
 
 def _visual_architecture(state: Mapping[str, torch.Tensor], prefix: str = "visual.") -> dict[str, Any]:
-    """Vision hyper-parameters from the key shapes (methods.md §1.3)."""
+    """Vision hyper-parameters from the key shapes (ViT iff ``visual.proj`` exists), as OpenAI's `build_model`."""
     if f"{prefix}proj" in state:
         _check_is_clip(state, "state dict", (f"{prefix}conv1.weight", f"{prefix}positional_embedding"))
         conv = state[f"{prefix}conv1.weight"]
@@ -289,7 +290,7 @@ def _visual_architecture(state: Mapping[str, torch.Tensor], prefix: str = "visua
 
 
 def infer_architecture(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """`CLIP(...)` constructor arguments for an OpenAI-layout state dict (methods.md §1.3)."""
+    """`CLIP(...)` constructor arguments inferred from the key shapes of an OpenAI-layout state dict."""
     _check_is_clip(
         state,
         "state dict",
@@ -401,7 +402,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def image_transform(n_px: int) -> transforms.Compose:
-    """CLIP's test transform (methods.md §1.7): bicubic resize of the short side, centre crop, RGB, normalise."""
+    """CLIP's test transform: bicubic resize of the short side, centre crop, RGB, normalise."""
     return transforms.Compose(
         [
             transforms.Resize(n_px, interpolation=transforms.InterpolationMode.BICUBIC),
@@ -425,7 +426,7 @@ def load(
     """`(model, preprocess)` for a registry name or a weights file; the model is fp32, eval mode, on `device`.
 
     `jit=True` (upstream: return the TorchScript model itself) is refused: the eager model computes the same
-    and opening archives is restricted (decision 5).
+    and opening archives is restricted (it runs TorchScript code).
     """
     if jit:
         raise ValueError(
