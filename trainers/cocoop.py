@@ -1,11 +1,11 @@
-"""CoCoOp: CoOp's context shifted per image by a small meta-network (methods.md §3.3).
+"""CoCoOp: CoOp's context shifted per image by a small meta-network (Zhou et al., CVPR 2022).
 
 ``π = meta_net(normalize(f(x)))`` (``Linear(E, E//16) -> ReLU -> Linear(E//16, D_text)``) is added to every
 context vector, so each image gets its own C prompts. One text-encoder pass takes the prompts of as many images
 as fit in ``max_text_sequences`` sequences (upstream: one pass per image, which is also what 1000-class datasets
 get here, bounding memory). Only ``prompt_learner`` (context + meta-net) trains and is registered under that
 name; checkpoint keys are ``ctx`` and ``meta_net.*``.
-The meta-net follows the run's precision (upstream forced it to fp16, spec §5 #15).
+The meta-net follows the run's precision (upstream forced it to fp16).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 @register_cfg_defaults
 def _add_cocoop_defaults(cfg: CN) -> None:
-    """``TRAINER.COCOOP`` defaults (methods.md §3.7); PREC also accepts ``bf16``."""
+    """``TRAINER.COCOOP`` defaults (upstream's ``extend_cfg`` values); PREC also accepts ``bf16``."""
     cfg.TRAINER.COCOOP = CN()
     cfg.TRAINER.COCOOP.N_CTX = 16  # number of context vectors
     cfg.TRAINER.COCOOP.CTX_INIT = ""  # initialization words

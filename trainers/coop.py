@@ -1,4 +1,4 @@
-"""CoOp: learnable text context in front of (or around) the class name (methods.md §2.4, §3.2).
+"""CoOp: learnable text context in front of (or around) the class name (Zhou et al., IJCV 2022).
 
 The CLIP towers are plain and frozen; only ``prompt_learner`` trains. The prompt learner is the registered
 model (name ``prompt_learner``, as upstream), so checkpoint keys are ``ctx`` (and, in upstream files, the fixed
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 @register_cfg_defaults
 def _add_coop_defaults(cfg: CN) -> None:
-    """``TRAINER.COOP`` defaults (methods.md §3.7); PREC also accepts ``bf16`` (decision 11)."""
+    """``TRAINER.COOP`` defaults (upstream's ``extend_cfg`` values); PREC also accepts ``bf16`` (via autocast)."""
     cfg.TRAINER.COOP = CN()
     cfg.TRAINER.COOP.N_CTX = 16  # number of context vectors
     cfg.TRAINER.COOP.CSC = False  # class-specific context
@@ -68,7 +68,7 @@ def _add_coop_defaults(cfg: CN) -> None:
 def coop_context(
     clip_model: nn.Module, n_ctx: int, ctx_init: str, n_cls: int = 1, class_specific: bool = False
 ) -> tuple[torch.Tensor, str]:
-    """Initial context and prompt prefix under CoOp/CoCoOp's rule (methods.md §2.4).
+    """Initial context and prompt prefix under CoOp/CoCoOp's rule.
 
     With ``ctx_init`` the number of context tokens becomes the number of words of the phrase and the context
     starts as their embeddings; otherwise ``n_ctx`` random vectors N(0, 0.02) (``[n_cls, n_ctx, D]`` when
@@ -185,7 +185,7 @@ class CoOpTextPromptTrainer(CLIPPromptTrainer):
         for name, param in model.named_parameters():
             param.requires_grad_("prompt_learner" in name)
         log_trainable_parameters(model)
-        self.register_prompt_model(model, registered=prompt_learner)  # also loads MODEL.INIT_WEIGHTS (§3.0)
+        self.register_prompt_model(model, registered=prompt_learner)  # also loads MODEL.INIT_WEIGHTS
 
 
 @TRAINER_REGISTRY.register()

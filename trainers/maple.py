@@ -1,12 +1,12 @@
-"""MaPLe: multi-modal prompt learning with vision prompts coupled to the text prompts (methods.md §2.3, §3.5).
+"""MaPLe: multi-modal prompt learning with vision prompts coupled to the text prompts (Khattak et al., CVPR 2023).
 
-Text side: the layer-0 context ``ctx [n, D_t]`` (CTX_INIT rule of §2.4) and ``compound_prompts_text.{k}``
+Text side: the layer-0 context ``ctx [n, D_t]`` (CoOp's CTX_INIT rule, `coop_context`) and ``compound_prompts_text.{k}``
 ``[n, D_t]`` replacing the prompt tokens of text blocks ``k+1`` (``k = 0..J-2``). Vision side: no parameters
 of its own -- the layer-0 prompt is ``proj(ctx)`` and block ``k+1`` gets
 ``compound_prompt_projections[k](compound_prompts_text[k])`` (the coupling functions, ``Linear(D_t, D_v)``, all
 starting as copies of one initialisation). Keys are upstream's (``prompt_learner.proj.weight``, ...).
 
-Fixes (spec §5 #15/#16): the widths come from the loaded CLIP (upstream hard-codes 512/768, i.e. ViT-B only) and
+Fixes: the widths come from the loaded CLIP (upstream hard-codes 512/768, i.e. ViT-B only) and
 ``proj`` follows the run's precision (upstream forced it to fp16, which crashes in fp32 mode).
 """
 
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 @register_cfg_defaults
 def _add_maple_defaults(cfg: CN) -> None:
-    """``TRAINER.MAPLE`` defaults (methods.md §3.7); PREC also accepts ``bf16``."""
+    """``TRAINER.MAPLE`` defaults (upstream's ``extend_cfg`` values); PREC also accepts ``bf16``."""
     cfg.TRAINER.MAPLE = CN()
     cfg.TRAINER.MAPLE.N_CTX = 2  # number of context vectors
     cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"  # initialization words
@@ -159,4 +159,4 @@ class MaPLe(CLIPPromptTrainer):
         logger.info("Turning off gradients in both the image and the text encoder")
         freeze_by_name(model)
         log_trainable_parameters(model)
-        self.register_prompt_model(model)  # also loads MODEL.INIT_WEIGHTS (methods.md §3.0)
+        self.register_prompt_model(model)  # also loads MODEL.INIT_WEIGHTS before moving to device

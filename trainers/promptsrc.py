@@ -1,7 +1,7 @@
-"""PromptSRC: self-regulating prompts (methods.md §3.6), also the trainer of PromptKD's teachers.
+"""PromptSRC: self-regulating prompts (Khattak et al., ICCV 2023), also the trainer of PromptKD's teachers.
 
 Model: an IVLP-prompted CLIP (``PromptedCLIP``) plus two frozen references computed from the SAME loaded
-weights (upstream loads CLIP three times, §5 #14): the zero-shot image encoder
+weights (upstream loads CLIP three times): the zero-shot image encoder
 ``prompt_learner.ZS_image_encoder`` (a plain visual tower) and ``fixed_embeddings [C, E]``, the mean of the raw
 zero-shot text features over the 60 ImageNet templates, computed once at build.
 
@@ -12,7 +12,7 @@ Gaussian Prompt Aggregation: after every epoch the trainable parameters are adde
 ``w_e ∝ N(e; GPA_MEAN, GPA_STD)`` (e = 1..MAX_EPOCH, normalised) into an accumulator; after the last epoch the
 parameters are replaced by it (before the last checkpoint is saved). The accumulator is a persistent buffer
 (``gpa.*``), so it is in every checkpoint and a resumed run aggregates exactly like an uninterrupted one
-(upstream keeps it in memory and deep-copies the whole model each epoch, §5 #13).
+(upstream keeps it in memory and deep-copies the whole model each epoch).
 
 Checkpoint keys (upstream names): ``prompt_learner.ctx``, ``image_encoder.VPT``,
 ``image_encoder.transformer.resblocks.{i}.VPT_shallow``, ``text_encoder.transformer.resblocks.{i}.VPT_shallow``
@@ -77,7 +77,10 @@ def _add_promptsrc_defaults(cfg: CN) -> None:
 
 
 def gpa_weights(max_epoch: int, mean: float, std: float) -> list[float]:
-    """Normalised Gaussian weights ``w_e`` for epochs ``e = 1..max_epoch`` (PromptSRC §3.3 / spec §3.6)."""
+    """Normalised Gaussian weights ``w_e`` for epochs ``e = 1..max_epoch`` (PromptSRC paper, Sec. 3.3).
+
+    ``g(e) = exp(-(e - mean)^2 / (2 std^2))`` normalised to sum 1 (the ``1 / (std sqrt(2 pi))`` factor cancels).
+    """
     if max_epoch < 1 or std <= 0:
         raise ValueError(f"GPA needs MAX_EPOCH >= 1 and GPA_STD > 0, got {max_epoch} and {std}")
     density = [
@@ -163,7 +166,10 @@ class PromptSRCCLIP(PromptedCLIP):
 def promptsrc_loss(
     parts: dict[str, torch.Tensor], label: torch.Tensor, text_weight: float, image_weight: float
 ) -> dict[str, torch.Tensor]:
-    """The four PromptSRC terms and their sum ``loss`` (spec §3.6), in fp32."""
+    """The four PromptSRC terms and their sum ``loss``, in fp32.
+
+    CE on the logits, L1 of the text and image features to the frozen zero-shot ones (weighted), and
+    ``KL(softmax(zero-shot logits) || softmax(logits))`` summed and divided by the number of logits."""
     logits = parts["logits"].float()
     ce = F.cross_entropy(logits, label)
     text = text_weight * F.l1_loss(parts["text_features"].float(), parts["fixed_text_features"].float())

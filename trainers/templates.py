@@ -1,11 +1,12 @@
 """Text templates for zero-shot classification and for PromptSRC's fixed text embeddings.
 
-Values follow the spec (methods.md §3.1): one hand-written template per dataset (``CUSTOM_TEMPLATES``, keyed by
-``DATASET.NAME``), the 60-entry ImageNet ensemble (``IMAGENET_TEMPLATES``, the upstream list, which is shorter
-than CLIP's 80) and the 7-entry selection used by ZeroshotCLIP2 (``IMAGENET_TEMPLATES_SELECT``).
+Values are upstream's (CoOp's ``trainers/zsclip.py`` and ``imagenet_templates.py``): one hand-written template per
+dataset (``CUSTOM_TEMPLATES``, keyed by ``DATASET.NAME``), the 60-entry ImageNet ensemble (``IMAGENET_TEMPLATES``, the
+upstream list, which is shorter than CLIP's 80) and the 7-entry selection used by ZeroshotCLIP2
+(``IMAGENET_TEMPLATES_SELECT``).
 
 All collections are immutable (tuples / a read-only mapping) so that no trainer can change them for another
-one (upstream ZeroshotCLIP2 appended to the shared list, spec §5 #22).
+one (upstream ZeroshotCLIP2 appended to the shared list).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Zero-shot CLIP baselines (methods.md §3.1): no training, text classifiers built from templates.
+"""Zero-shot CLIP baselines (as in CoOp's repository): no training, text classifiers built from templates.
 
 - ``ZeroshotCLIP``: one hand-written template per dataset (``CUSTOM_TEMPLATES[DATASET.NAME]``).
 - ``ZeroshotCLIP2``: prompt ensemble over ``IMAGENET_TEMPLATES_SELECT`` plus the dataset's template (except on
@@ -6,7 +6,7 @@
 
 Only ``--eval-only`` is meaningful (the scripts pass it). Backbone and input settings come from a CoOp YAML, so
 the precision is ``TRAINER.COOP.PREC`` (upstream ran the model in fp16); on CPU it is fp32 math. The template
-lists are immutable and copied per run (upstream appended to the shared list, spec §5 #22).
+lists are immutable and copied per run (upstream ZeroshotCLIP2 appended to the shared module-level list).
 """
 
 from __future__ import annotations
