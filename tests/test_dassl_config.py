@@ -1,4 +1,4 @@
-"""dassl.config: default tree (spec 2.2, conformance check 1), yacs merge rules, extension hooks."""
+"""dassl.config: upstream's default tree (fresh copies; unknown keys raise), yacs merge rules, extension hooks."""
 
 import pytest
 from yacs.config import CfgNode as CN

@@ -1,4 +1,4 @@
-"""dassl.optim: optimiser construction and the exact lr sequences of spec 5.2 / conformance checks 2 and 3."""
+"""dassl.optim: optimiser construction and upstream's exact lr sequences, also across a resume."""
 
 import math
 import warnings
@@ -41,7 +41,7 @@ def _sig6(values):
     return [float(f"{v:.6g}") for v in values]
 
 
-# Conformance check 2 (spec 5.2 worked example and 12.2), 6 significant digits.
+# Upstream's lr per epoch (cosine with constant warm-up, linear warm-up, warm-up without recount), 6 significant digits.
 PROMPTKD = [1e-05, 0.005, 0.00496922, 0.00487764, 0.00472752, 0.00452254, 0.00426777, 0.00396946, 0.00363498,
             0.00327254, 0.00289109, 0.0025, 0.00210891, 0.00172746, 0.00136502, 0.00103054, 0.000732233,
             0.000477458, 0.000272484, 0.000122359]  # fmt: skip

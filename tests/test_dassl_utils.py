@@ -1,4 +1,4 @@
-"""dassl.utils: registry errors, small helpers, meters and the stdout/logging tee (spec 7.1-7.4)."""
+"""dassl.utils: registry errors, small helpers, meters and the stdout/logging tee."""
 
 import json
 import logging

@@ -1,4 +1,4 @@
-"""PromptKD (methods.md §4): teacher from our PromptSRC checkpoints and official-layout files, text features
+"""PromptKD: teacher from our PromptSRC checkpoints and official-layout files, text features
 computed once, KD loss, base/novel/HM reporting, student-only evaluation, checkpoints, real-size counts."""
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def test_selection_on_test_images_needs_the_explicit_key(trainer_env, teacher_ru
 
 
 def test_trainable_parameter_count_at_real_size():
-    """ViT-B/16 student (J=9, 4 tokens) + projector 512 -> 768 (ViT-L/14 teacher): spec §2.2 / §4.4."""
+    """ViT-B/16 student (J=9, 4 tokens) + projector 512 -> 768 (ViT-L/14 teacher), as the paper counts."""
     with torch.device("meta"):
         visual = CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12, design=ivlp_design(9, 0, 4, 0)).visual
         student = PromptKDStudent(visual, torch.tensor(4.6052), num_classes=100)

@@ -1,4 +1,4 @@
-"""Builders that write each benchmark's real raw layout (datasets.md §8, §12) with tiny decodable images.
+"""Builders that write each benchmark's real raw layout with tiny decodable images.
 
 Every builder writes under ``root`` exactly the files the upstream reader would find after following
 DATASETS.md, and returns a `DatasetFixture` describing what it wrote. Images are 32 px JPEGs whose colour
@@ -117,13 +117,13 @@ def _imagenet_classes(n: int) -> list[tuple[str, str]]:
 
 
 def _split_counts(n: int) -> tuple[int, int, int]:
-    """50/20/30 counts for a class of n items (the proportions upstream uses, §3.2)."""
+    """50/20/30 counts for a class of n items (the proportions upstream uses to split a folder-per-class tree)."""
     n_train, n_val = round(n * 0.5), round(n * 0.2)
     return n_train, n_val, n - n_train - n_val
 
 
 def _write_split_file(path: Path, split: dict[str, list[tuple[str, int, str]]]) -> None:
-    """Upstream's split-file format (§2): keys train/val/test, 4-space indent, no trailing newline."""
+    """Upstream's split-file format: keys train/val/test, 4-space indent, no trailing newline."""
     data = {key: [list(item) for item in split[key]] for key in ("train", "val", "test")}
     path.write_text(json.dumps(data, indent=4, separators=(",", ": ")), encoding="utf-8")
 
@@ -158,7 +158,7 @@ def _write_split(
 def make_imagenet(
     root: str | os.PathLike, num_classes: int = 3, train_per_class: int = 4, val_per_class: int = 2, size: int = 32
 ) -> DatasetFixture:
-    """``imagenet/classnames.txt`` + ``images/train/<wnid>/`` and ``images/val/<wnid>/`` (§8.1).
+    """``imagenet/classnames.txt`` + ``images/train/<wnid>/`` and ``images/val/<wnid>/``.
 
     classnames.txt lists two more classes than have folders (as the real file lists all 1,000).
     """
@@ -179,7 +179,7 @@ def make_imagenet(
 def make_imagenetv2(
     root: str | os.PathLike, labels: tuple[int, ...] = (0, 5, 999), per_class: int = 2
 ) -> DatasetFixture:
-    """``imagenetv2/classnames.txt`` (1,000 lines) + ``imagenetv2-matched-frequency-format-val/0..999`` (§8.12).
+    """``imagenetv2/classnames.txt`` (1,000 lines) + ``imagenetv2-matched-frequency-format-val/0..999``.
 
     Every numbered folder exists; only those in ``labels`` hold images. ``classnames`` lists the names of
     ``labels`` in ascending order (what the reader's lab2cname holds).
@@ -215,7 +215,7 @@ def _make_imagenet_subset(
 def make_imagenet_sketch(
     root: str | os.PathLike, class_ids: tuple[int, ...] = (1, 2, 4), per_class: int = 2
 ) -> DatasetFixture:
-    """``imagenet-sketch/classnames.txt`` + ``images/<wnid>/`` for a subset of wnids (§8.13)."""
+    """``imagenet-sketch/classnames.txt`` + ``images/<wnid>/`` for a subset of wnids."""
     return _make_imagenet_subset(Path(root), "imagenet-sketch", "images", class_ids, per_class, readme=False)
 
 
@@ -229,7 +229,7 @@ def make_imagenet_a(
 def make_imagenet_r(
     root: str | os.PathLike, class_ids: tuple[int, ...] = (1, 3, 7), per_class: int = 2
 ) -> DatasetFixture:
-    """``imagenet-rendition/classnames.txt`` + ``imagenet-r/<wnid>/`` + README.txt (§8.15)."""
+    """``imagenet-rendition/classnames.txt`` + ``imagenet-r/<wnid>/`` + README.txt."""
     return _make_imagenet_subset(Path(root), "imagenet-rendition", "imagenet-r", class_ids, per_class, readme=True)
 
 
@@ -359,7 +359,7 @@ def make_oxford_pets(
     with_split_file: bool = False,
     with_annotations: bool = True,
 ) -> DatasetFixture:
-    """``oxford_pets/images/<Breed>_<n>.jpg`` + ``annotations/trainval.txt``, ``test.txt`` (§8.3).
+    """``oxford_pets/images/<Breed>_<n>.jpg`` + ``annotations/trainval.txt``, ``test.txt``.
 
     Three breeds (class ids 1..3): a capitalised one, an underscored lower-case one and another capitalised
     one. trainval.txt interleaves the classes starting with class id 2, so first-appearance order != label order.
@@ -401,7 +401,7 @@ def make_stanford_cars(
 ) -> DatasetFixture:
     """``stanford_cars/cars_train/``, ``cars_test/``, ``devkit/*.mat``, top-level ``cars_test_annos_withlabels.mat``.
 
-    Three classes whose names end in a model year; the reader moves the year to the front (§8.4).
+    Three classes whose names end in a model year; the reader moves the year to the front.
     """
     from scipy.io import savemat
 
@@ -454,7 +454,7 @@ def make_oxford_flowers(
     with_split_file: bool = False,
     with_annotations: bool = True,
 ) -> DatasetFixture:
-    """``oxford_flowers/jpg/image_NNNNN.jpg`` + ``imagelabels.mat`` + ``cat_to_name.json`` (§8.5).
+    """``oxford_flowers/jpg/image_NNNNN.jpg`` + ``imagelabels.mat`` + ``cat_to_name.json``.
 
     Default labels (1-based) start with 3, so first-appearance group order (3, 1, 2) != label order.
     ``classnames`` is in label order (label = value - 1).
@@ -483,7 +483,7 @@ def make_oxford_flowers(
 
 
 def make_fgvc_aircraft(root: str | os.PathLike, per_split_per_class: int = 3) -> DatasetFixture:
-    """``fgvc_aircraft/images/<id>.jpg`` + ``variants.txt`` + ``images_variant_{train,val,test}.txt`` (§8.7).
+    """``fgvc_aircraft/images/<id>.jpg`` + ``variants.txt`` + ``images_variant_{train,val,test}.txt``.
 
     Variants include names with a space and a ``/``; the list files name classes out of variants order.
     """
@@ -513,7 +513,7 @@ def make_sun397(
     with_annotations: bool = True,
 ) -> DatasetFixture:
     """``sun397/SUN397/<letter>/<category>[/<sub>]/<file>.jpg`` + ``ClassName.txt``, ``Training_01.txt``,
-    ``Testing_01.txt`` (§8.8). One 2-level class and two 3-level classes."""
+    ``Testing_01.txt``. One 2-level class and two 3-level classes."""
     root = Path(root)
     ds = root / "sun397"
     keys = ["a/abbey", "a/apartment_building/outdoor", "b/bakery/shop"]
@@ -543,7 +543,7 @@ def make_ucf101(
     with_split_file: bool = False,
     with_annotations: bool = True,
 ) -> DatasetFixture:
-    """``ucf101/UCF-101-midframes/<Renamed>/<v_..>.jpg`` + ``ucfTrainTestlist/`` lists with CRLF endings (§8.11)."""
+    """``ucf101/UCF-101-midframes/<Renamed>/<v_..>.jpg`` + ``ucfTrainTestlist/`` lists with CRLF endings."""
     root = Path(root)
     ds = root / "ucf101"
     actions = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
