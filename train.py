@@ -1,8 +1,9 @@
-"""Command-line entry point: build the config, then train or evaluate one run (methods.md section 4.12).
+"""Command-line entry point: build the config, then train or evaluate one run, with upstream's flags.
 
-Upstream flow and console lines (dassl-api.md section 2.4), with upstream's bugs fixed: ``--seed 0`` is honoured,
-``--resume DIR`` sets ``RESUME``, ``cudnn.benchmark`` is off under ``TRAIN.DETERMINISTIC``, and the merged config
-is saved to ``OUTPUT_DIR/config.yaml``. Method and dataset packages register themselves when imported.
+Upstream flow (config defaults, dataset YAML, method YAML, flags, opts; seed; logger; trainer) and console lines, with
+upstream's bugs fixed: ``--seed 0`` is honoured, ``--resume DIR`` sets ``RESUME``, ``cudnn.benchmark`` is off under
+``TRAIN.DETERMINISTIC``, and the merged config is saved to ``OUTPUT_DIR/config.yaml``. Method and dataset packages
+register themselves when imported.
 """
 
 from __future__ import annotations

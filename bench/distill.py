@@ -1,9 +1,10 @@
 """Training-step cost of PromptKD distillation, ours vs the upstream algorithm, on the same models (issue #8).
 
-Our step (trainers/promptkd.py, methods.md §4.6 with decision 6): teacher image tower under inference mode ->
-teacher logits against the STORED class features ``W`` -> student forward + KL loss + backward -> SGD step.
-The upstream step additionally re-encodes all C class prompts through the teacher's text tower (methods.md §5 #1),
-so its extra cost grows with C; upstream evaluation also runs the whole teacher on every batch (§5 #2).
+Our step (trainers/promptkd.py; the teacher's class features are computed once and stored in the student): teacher image
+tower under inference mode -> teacher logits against the STORED class features ``W`` -> student forward + KL loss +
+backward -> SGD step.
+The upstream step additionally re-encodes all C class prompts through the teacher's text tower on every step,
+so its extra cost grows with C; upstream evaluation also runs the whole teacher on every batch.
 
 Models are the real sizes with random weights in OpenAI's layout (default teacher ViT-L/14 with PromptSRC's
 9-deep 4+4 prompts, student ViT-B/16 with 9-deep 4 vision prompts and the 2-layer projector). Printed per
@@ -66,7 +67,7 @@ from trainers.promptkd import PromptKDStudent
 logger = logging.getLogger(__name__)
 
 CTX_INIT = "a photo of a"
-LOGIT_SCALE = math.log(100.0)  # OpenAI checkpoints store ln(100) (methods.md §1.5)
+LOGIT_SCALE = math.log(100.0)  # OpenAI checkpoints store ln(100) as ``logit_scale``
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def build_models(setup: DistillSetup, n_classes: int) -> DistillModels:
     synchronize(setup.device)
     start = time.perf_counter()
     with torch.no_grad():
-        student.text_features.copy_(encode_class_features(models))  # decision 6: once, stored in the student
+        student.text_features.copy_(encode_class_features(models))  # once, stored in the student
     synchronize(setup.device)
     models.text_once_s = time.perf_counter() - start
     return models
@@ -168,7 +169,7 @@ def encode_class_features(models: DistillModels, limit: int | None = None, full_
 
     Default: the library path, ``PromptedCLIP.encode_text`` (``clip.model.encode_text_embeddings`` may cut the
     causal sequence after the last EOT: same features, less work). ``full_length``: run all ``context_length``
-    (77) positions as upstream's text tower does (methods.md §1.5); ``limit`` then encodes only the first
+    (77) positions as upstream's text tower does; ``limit`` then encodes only the first
     classes (warm-up at a small size).
     """
     teacher = models.teacher

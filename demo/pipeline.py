@@ -133,7 +133,7 @@ def _summary_record(output: Path) -> dict:
 def kd_loss_by_epoch(log_file: str | os.PathLike) -> list[float]:
     """The running-average training loss at the last logged batch of every epoch, read from ``log.txt``.
 
-    The iteration line (dassl-api.md §3.5) prints ``loss <current> (<epoch average>)``; the average at an
+    Upstream's iteration line prints ``loss <current> (<epoch average>)``; the average at an
     epoch's last logged line is that epoch's mean loss (the KD loss for PromptKD).
     """
     per_epoch: dict[int, float] = {}
