@@ -9,10 +9,12 @@ load swings, the best run is the one least disturbed; on a dedicated GPU the two
 Variants: ``bf16`` (reference: autocast bf16, fp32 weights), ``fp32`` (no autocast, PyTorch's default full-fp32
 CUDA matmuls, as the trainer runs ``PREC fp32``), ``fp32-tf32`` (the same with TF32 matmuls allowed),
 ``frozen-bf16`` (frozen teacher image tower and student tower stored in bf16: autocast has no weight casts to
-do), ``math-attention`` (unfused SDPA reference: the gain of the fused kernel), ``compile`` (``torch.compile``
-of student and teacher image tower), ``teacher-cache`` (bf16 with ``TRAINER.PROMPTKD.TEACHER_CACHE``: the warm-up
-step fills the cache, every timed step reads the teacher's features back from its shard file -- re-opened each
-step, so the timing includes a shard read that a real run does once per 64 steps).
+do), ``teacher-bf16`` (only the teacher's matmul weights, as ``TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS``),
+``math-attention`` (unfused SDPA reference: the gain of the fused kernel), ``compile`` (``torch.compile`` of
+student and teacher image tower; ``compile-cudagraphs``: mode reduce-overhead), ``teacher-cache`` (bf16 with
+``TRAINER.PROMPTKD.TEACHER_CACHE``: the warm-up step fills the cache, every timed step reads the teacher's
+features back from its shard file -- re-opened each step, so the timing includes a shard read that a real run
+does once per 64 steps).
 
     python -m bench.ab --variants bf16 fp32 frozen-bf16 math-attention --classes 37 --batch 4 --iters 4
 """
@@ -48,8 +50,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {"prec": "fp32"},  # what PREC fp32 runs: PyTorch's default, full-fp32 matmuls on CUDA
     "fp32-tf32": {"prec": "fp32", "tf32": True},
     "frozen-bf16": {"prec": "bf16", "frozen_dtype": "bf16"},
+    "teacher-bf16": {"prec": "bf16", "frozen_dtype": "teacher-bf16"},
     "math-attention": {"prec": "bf16", "attention": "math"},
-    "compile": {"prec": "bf16", "compile": True},
+    "compile": {"prec": "bf16", "compile": "default"},
+    "compile-cudagraphs": {"prec": "bf16", "compile": "reduce-overhead"},
     "teacher-cache": {"prec": "bf16", "teacher_cache": True},
 }
 
@@ -97,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         torch.manual_seed(0)
         models[name] = build_models(setup, args.classes)
         if spec.get("compile"):
-            models[name].compile()
+            models[name].compile(spec["compile"])
         attention[name] = spec.get("attention", "auto")
         tf32[name] = bool(spec.get("tf32", False))
         if spec.get("teacher_cache"):

@@ -61,7 +61,15 @@ from bench.common import (
 from dassl.config import get_cfg_default
 from dassl.engine.precision import Precision, resolve_precision
 from dassl.optim import build_optimizer
-from trainers.common import PromptedCLIP, TeacherCache, TeacherView, freeze_by_name, ivlp_design, kl_logit_loss
+from trainers.common import (
+    PromptedCLIP,
+    TeacherCache,
+    TeacherView,
+    freeze_by_name,
+    ivlp_design,
+    kl_logit_loss,
+    store_matmul_weights_in,
+)
 from trainers.promptkd import PromptKDStudent
 
 logger = logging.getLogger(__name__)
@@ -82,7 +90,8 @@ class DistillSetup:
     student_depth: int = 9  # base2novel student YAML (cross: 3)
     n_ctx: int = 4
     kd_weight: float = 1000.0
-    frozen_dtype: str = "fp32"  # "bf16": frozen towers stored in bf16 (saves autocast's weight casts)
+    frozen_dtype: str = "fp32"  # "bf16": frozen towers stored in bf16 (saves autocast's weight casts);
+    # "teacher-bf16": the teacher image tower's matmul weights only (TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS)
 
     @property
     def precision(self) -> Precision:
@@ -109,10 +118,11 @@ class DistillModels:
         self.student_forward = self.student_forward or self.student
         self.teacher_image_forward = self.teacher_image_forward or self.teacher.image_encoder
 
-    def compile(self) -> None:
-        """``torch.compile`` the student and the teacher image tower (the per-step work of our algorithm)."""
-        self.student_forward = torch.compile(self.student)
-        self.teacher_image_forward = torch.compile(self.teacher.image_encoder)
+    def compile(self, mode: str = "default") -> None:
+        """``torch.compile`` the student and the teacher image tower (the per-step work of our algorithm);
+        ``mode`` as ``TRAIN.COMPILE`` takes it (``reduce-overhead``: CUDA graphs)."""
+        self.student_forward = torch.compile(self.student, mode=mode)
+        self.teacher_image_forward = torch.compile(self.teacher.image_encoder, mode=mode)
 
 
 def build_models(setup: DistillSetup, n_classes: int) -> DistillModels:
@@ -134,6 +144,10 @@ def build_models(setup: DistillSetup, n_classes: int) -> DistillModels:
     student.to(setup.device).train()
     if setup.frozen_dtype == "bf16":
         _store_frozen_in_bf16(teacher, student, setup)
+    elif setup.frozen_dtype == "teacher-bf16":  # what TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS does
+        if setup.precision.autocast_dtype != torch.bfloat16:
+            raise ValueError(f"--frozen-dtype teacher-bf16 needs bf16 autocast (--prec bf16), got --prec {setup.prec}")
+        store_matmul_weights_in(teacher.image_encoder, torch.bfloat16)
     cfg = get_cfg_default()
     cfg.OPTIM.NAME, cfg.OPTIM.LR = "sgd", 0.005  # the PromptKD YAML (momentum 0.9, weight decay 5e-4 defaults)
     optimizer = build_optimizer(student, cfg.OPTIM)
@@ -454,8 +468,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=2 if tiny else 3, help="timed steps of our algorithm")
     p.add_argument("--upstream-iters", type=int, default=1, help="timed steps of the upstream algorithm")
     p.add_argument("--split-iters", type=int, default=2, help="GPU: extra synced steps for the phase split")
-    p.add_argument("--frozen-dtype", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the student and teacher image tower")
+    p.add_argument("--frozen-dtype", default="fp32", choices=["fp32", "bf16", "teacher-bf16"])
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default="",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="torch.compile the student and teacher image tower (optional mode; reduce-overhead = CUDA graphs)",
+    )
     p.add_argument(
         "--attention",
         default="auto",
@@ -476,7 +497,7 @@ def run_configuration(setup: DistillSetup, n_classes: int, args: argparse.Namesp
     build_start = time.perf_counter()
     models = build_models(setup, n_classes)
     if args.compile:
-        models.compile()
+        models.compile(args.compile)
     record: dict[str, Any] = {"classes": n_classes, "build_s": time.perf_counter() - build_start, "rows": []}
     for batch in args.batch_sizes:
         iters = {"ours": args.iters} if args.no_upstream else {"ours": args.iters, "upstream": args.upstream_iters}

@@ -2,8 +2,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # One prepared GPU benchmark run for issue #8 (bench/README.md): ~4-6 minutes on one H100/H200.
 #   - distillation step, bf16, batch 8 and 256, 37 and 1000 classes: images/s, phase split, MFU, peak memory, and
 #     the upstream algorithm (text tower every step) in the same process;
-#   - measured optimisations (bench/ab.py, interleaved in one process): frozen towers stored in bf16, fp32, TF32,
-#     unfused (math) attention; torch.compile in its own step (compile time bounded by the step's limit);
+#   - measured optimisations (bench/ab.py, interleaved in one process): the teacher output cache, frozen towers
+#     stored in bf16, fp32, TF32, unfused (math) attention; torch.compile in its own step (compile time bounded by
+#     the step's limit) and with CUDA graphs (mode reduce-overhead) at batch 8;
 #   - the data-loading pipeline on the machine's 16 CPU cores;
 #   - evaluation: student with stored W vs upstream's teacher + student.
 # Output: $OUT/bench_gpu.txt (everything) and one JSON per benchmark in $OUT.
@@ -59,20 +60,28 @@ step() {  # step NAME LIMIT_S ARGS... : run "python3 -m ARGS", log to $TXT, keep
     echo
 } 2>&1 | tee -a "$TXT"
 
+# Steps in priority order; each is capped by what is left of the budget (a skipped step says so).
 # 1. The required table: both algorithms, bf16, batch 8 and 256, 37 and 1000 classes.
-step distill_bf16 "$(lim 200)" bench.distill --device auto --prec bf16 --batch-sizes $BIG --classes 37 1000 \
+step distill_bf16 "$(lim 150)" bench.distill --device auto --prec bf16 --batch-sizes $BIG --classes 37 1000 \
     --warmup 3 --iters 10 --upstream-iters 5 --split-iters 3 $FEW --json "$OUT/distill_bf16.json"
-# 2. Evaluation throughput, ours vs upstream.
-step evaluate_bf16 "$(lim 90)" bench.evaluate --device auto --prec bf16 --batch-sizes $EVAL --classes 37 1000 \
-    --warmup 3 --iters 10 --upstream-iters 5 $FEW_EVAL --json "$OUT/evaluate_bf16.json"
-# 3. Optimisation candidates, our algorithm, 1000 classes: variants built in one process, timed steps interleaved
+# 2. Optimisation candidates, our algorithm, 1000 classes: variants built in one process, timed steps interleaved
 #    (reference: bf16 autocast with fp32 weights, as step 1).
-step ab_large_batch "$(lim 80)" bench.ab --device auto --variants bf16 frozen-bf16 fp32 fp32-tf32 math-attention \
-    --classes 1000 --batch $AB_LARGE --warmup 2 --iters 10 $FEW_AB --json "$OUT/ab_large_batch.json"
-step ab_small_batch "$(lim 50)" bench.ab --device auto --variants bf16 frozen-bf16 fp32-tf32 \
+#    teacher-cache: the teacher's features read back from a TEACHER_CACHE shard (target: >= 2x at batch 256).
+step ab_large_batch "$(lim 80)" bench.ab --device auto --variants bf16 teacher-cache teacher-bf16 fp32 fp32-tf32 \
+    math-attention --classes 1000 --batch $AB_LARGE --warmup 2 --iters 10 $FEW_AB --json "$OUT/ab_large_batch.json"
+step ab_small_batch "$(lim 45)" bench.ab --device auto --variants bf16 teacher-cache teacher-bf16 frozen-bf16 \
     --classes 1000 --batch $AB_SMALL --warmup 3 --iters 20 $FEW_AB --json "$OUT/ab_small_batch.json"
-step dataloader "$(lim 75)" bench.dataloader --images 384 --workers 0 4 8 16 --epochs 2 --draft \
-    $FEW_DATA --json "$OUT/dataloader.json"
-step distill_compile "$(lim 120)" bench.distill --device auto --prec bf16 --compile --batch-sizes $BIG \
+# 3. torch.compile (TRAIN.COMPILE default) at both batches, then CUDA graphs (reduce-overhead) at batch 8, where
+#    the step is launch-bound (target: >= 3x the 213 images/s of eager batch 8).
+step distill_compile "$(lim 110)" bench.distill --device auto --prec bf16 --compile --batch-sizes $BIG \
     --classes 1000 --no-upstream --no-eval --warmup 3 --iters 10 --split-iters 3 $FEW --json "$OUT/distill_compile.json"
+step distill_cudagraphs "$(lim 80)" bench.distill --device auto --prec bf16 --compile reduce-overhead \
+    --batch-sizes $AB_SMALL --classes 1000 --no-upstream --no-eval --warmup 3 --iters 20 --split-iters 0 $FEW \
+    --json "$OUT/distill_cudagraphs.json"
+# 4. The input pipeline on the machine's CPU cores (8 and 16 workers against the step rate of step 1).
+step dataloader "$(lim 60)" bench.dataloader --images 384 --workers 0 4 8 16 --epochs 2 --draft \
+    $FEW_DATA --json "$OUT/dataloader.json"
+# 5. Evaluation throughput, ours vs upstream (measured before; last).
+step evaluate_bf16 "$(lim 60)" bench.evaluate --device auto --prec bf16 --batch-sizes $EVAL --classes 37 1000 \
+    --warmup 3 --iters 10 --upstream-iters 5 $FEW_EVAL --json "$OUT/evaluate_bf16.json"
 echo "=== all steps finished" | tee -a "$TXT"

@@ -1,5 +1,6 @@
-"""Step-speed options against the eager fp32 reference: ``TRAIN.COMPILE`` (a CPU-capable backend, within a
-stated tolerance; a failing compiler falls back to the eager run exactly) and ``TRAIN.TF32`` (CUDA fp32 only)."""
+"""Step-speed options against the plain run: ``TRAIN.COMPILE`` (a CPU-capable backend, within a stated tolerance;
+a failing compiler falls back to the eager run exactly), ``TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS`` (the same
+losses bit for bit) and ``TRAIN.TF32`` (CUDA fp32 only)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dassl.engine.compilation import CompiledForward
 from dassl.engine.precision import Precision, apply_tf32
 from dassl.errors import ConfigError
 from tests.helpers.trainer_runs import distil_zero_shot
+from trainers.common import store_matmul_weights_in
 
 FP32 = ("TRAINER.PROMPTKD.PREC", "fp32")
 # aot_eager traces forward and backward into graphs and runs them with ATen: the same kernels, maybe reordered.
@@ -68,6 +70,25 @@ def test_failing_compiler_falls_back_to_the_eager_run(trainer_env, tmp_path, kd_
 def test_unknown_compile_settings_are_config_errors(trainer_env, tmp_path, kd_step_losses, opts, message):
     with pytest.raises(ConfigError, match=message):
         distil_zero_shot(trainer_env, tmp_path / "out", kd_step_losses, *opts)
+
+
+def test_teacher_weights_in_the_autocast_dtype_give_the_same_losses(trainer_env, tmp_path, kd_step_losses):
+    plain, plain_acc, _ = distil_zero_shot(trainer_env, tmp_path / "fp32", kd_step_losses)
+    opts = ("TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS", "True")
+    stored, stored_acc, trainer = distil_zero_shot(trainer_env, tmp_path / "bf16", kd_step_losses, *opts)
+    tower = trainer.teachers.first.image_encoder
+    block = tower.transformer.resblocks[0]
+    assert tower.conv1.weight.dtype == block.attn.in_proj_weight.dtype == block.mlp.c_fc.weight.dtype == torch.bfloat16
+    assert tower.ln_post.weight.dtype == tower.positional_embedding.dtype == torch.float32
+    assert stored == plain and stored_acc == plain_acc  # autocast rounded these weights the same way every step
+
+
+def test_trained_weights_are_never_stored_in_low_precision():
+    layer = torch.nn.Linear(4, 4)
+    with pytest.raises(ValueError, match="frozen towers"):
+        store_matmul_weights_in(layer, torch.bfloat16)
+    assert store_matmul_weights_in(layer.requires_grad_(False), torch.bfloat16) == 20
+    assert layer.weight.dtype == layer.bias.dtype == torch.bfloat16
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ Without a teacher file the trainer still builds the student (for ``--eval-only -
 (``TEACHER_CACHE_DTYPE`` fp32, or fp16 for half the storage); a later run with the same views (same teachers,
 dataset, seed, transforms, loader, epochs, precision) reads them and skips the teachers' image towers, with the
 losses of an uncached run (``trainers.common.teacher_cache``). The end of training logs
-``teacher cache: N hits, M misses (X MiB in DIR)``.
+``teacher cache: N hits, M misses (X MiB in DIR)``. ``TEACHER_AUTOCAST_WEIGHTS`` (bf16/fp16 runs) keeps the
+teachers' matmul weights in the autocast dtype: no per-step casts, the same losses. ``TRAIN.COMPILE`` compiles the
+student's training forward and the teachers' image towers.
 
 ``TRAINER.MODAL base2novel``: distils on all classes' training images; the final evaluation scores the base
 classes (first ``ceil(C/2)``) and the novel classes of the test split and their harmonic mean
@@ -110,6 +112,7 @@ def _add_promptkd_defaults(cfg: CN) -> None:
     cfg.TRAINER.PROMPTKD.SELECT_ON_TEST = False  # allow best_val selection on test images (upstream behaviour)
     cfg.TRAINER.PROMPTKD.TEACHER_CACHE = ""  # folder of stored teacher features of training views; "" = off
     cfg.TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE = "fp32"  # fp32 (same losses as no cache) | fp16 (half the storage)
+    cfg.TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS = False  # bf16/fp16 runs: teacher matmul weights in that dtype
 
 
 class StudentProjector(nn.Module):
@@ -349,12 +352,25 @@ class PromptKD(CLIPPromptTrainer):
             for (weights, _, _), checkpoint in zip(specs, checkpoints, strict=True)
         ]
         ensemble = TeacherEnsemble(teachers, self.cfg.TRAINER.PROMPTKD.TEACHER_WEIGHTS)
+        self.store_teacher_weights_in_autocast_dtype(ensemble)
         if len(ensemble) > 1:
             logger.info(
                 "Teacher ensemble: %s",
                 ", ".join(f"{w:.3g} x {t.source}" for t, w in zip(ensemble.teachers, ensemble.weights, strict=True)),
             )
         return ensemble
+
+    def store_teacher_weights_in_autocast_dtype(self, teachers: TeacherEnsemble) -> None:
+        """``TEACHER_AUTOCAST_WEIGHTS``: no per-step casts of the teachers' weights (same features, half the memory)."""
+        if not self.cfg.TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS:
+            return
+        dtype = self.precision.autocast_dtype
+        if dtype is None:
+            logger.info("TRAINER.PROMPTKD.TEACHER_AUTOCAST_WEIGHTS: no autocast in this run (%s), weights stay fp32",
+                        self.precision.description)  # fmt: skip
+            return
+        converted = sum(teacher.store_matmul_weights_in(dtype) for teacher in teachers)
+        logger.info("Teacher matmul weights stored in %s (%s values)", dtype, f"{converted:,}")
 
     def build_vpt_student(self, classnames: list[str]) -> PromptKDStudent:
         """The paper's student; with a teacher, its projector and stored ``W`` are the first teacher's."""

@@ -18,7 +18,7 @@ from .checkpoint import TOKEN_BUFFER_KEYS, load_trained_state
 from .class_subsets import ClassSubsetEvaluator, base_novel_subsets, evaluate_class_subsets, report_base_novel
 from .clip_loading import build_clip_model, check_input_size, load_clip_state_dict
 from .config import VALID_MODALS, trainer_node
-from .freezing import freeze_by_name, is_prompt_parameter, log_trainable_parameters
+from .freezing import freeze_by_name, is_prompt_parameter, log_trainable_parameters, store_matmul_weights_in
 from .losses import kl_logit_loss, kl_target_loss
 from .prompt_layout import CLASS_TOKEN_POSITIONS, assemble_prompts, class_token_order, name_token_counts
 from .prompt_learner import VLPromptLearner
@@ -101,6 +101,7 @@ __all__ = [
     "resolve_checkpoint_file",
     "resolve_teacher_checkpoint",
     "state_keys",
+    "store_matmul_weights_in",
     "tensor_fingerprint",
     "trained_state_keys",
     "trainer_node",

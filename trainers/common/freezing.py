@@ -3,7 +3,8 @@
 A parameter is trained iff :func:`clip.design.is_prompt_key` holds for its name (it contains ``prompt_learner``
 or ``VPT``: deep prompts ``VPT`` / ``VPT_shallow`` and PromptKD's projector ``VPT_image_trans`` train), unless it
 also contains one of the ``frozen_markers`` (PromptSRC/PromptKD: ``ZS_image_encoder``). Everything else (the CLIP
-backbone) is frozen.
+backbone) is frozen. :func:`store_matmul_weights_in` keeps a frozen tower's matmul weights in the run's autocast
+dtype.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+import torch
 from torch import nn
 
 from clip.design import PROMPT_KEY_MARKERS, is_prompt_key
+from clip.model import SelfAttention
 
-__all__ = ["freeze_by_name", "is_prompt_parameter", "log_trainable_parameters"]
+__all__ = ["freeze_by_name", "is_prompt_parameter", "log_trainable_parameters", "store_matmul_weights_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +55,29 @@ def log_trainable_parameters(model: nn.Module) -> int:
     logger.info("Parameters count: %d", len(names))
     logger.info("Trainable values: %s", f"{count:,}")
     return count
+
+
+def store_matmul_weights_in(module: nn.Module, dtype: torch.dtype) -> int:
+    """Keep the weights and biases of ``module``'s linear layers, convolutions and attention input projections in
+    ``dtype`` (the run's autocast dtype); returns the number of values converted.
+
+    Autocast casts fp32 weights to its dtype on every call, and does not cache the casts of weights that need no
+    gradient; stored in that dtype they are used as they are. The products see the same rounded values, so the
+    outputs are unchanged; LayerNorm, embeddings and projections stay fp32. Only for frozen towers that always run
+    under autocast (a distillation teacher in a bf16/fp16 run), never for trained weights.
+    """
+    converted = 0
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear | nn.Conv2d):
+            tensors = [sub.weight, sub.bias]
+        elif isinstance(sub, SelfAttention):
+            tensors = [sub.in_proj_weight, sub.in_proj_bias]
+        else:
+            continue
+        for tensor in tensors:
+            if tensor is not None and tensor.dtype != dtype:
+                if tensor.requires_grad:
+                    raise ValueError("store_matmul_weights_in is for frozen towers; a weight here requires grad")
+                tensor.data = tensor.data.to(dtype)
+                converted += tensor.numel()
+    return converted

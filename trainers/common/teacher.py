@@ -31,7 +31,7 @@ from dassl.utils.checkpoint_files import resolve_checkpoint_file, strip_module_p
 
 from .checkpoint import load_trained_state
 from .clip_loading import check_input_size, load_clip_state_dict
-from .freezing import is_prompt_parameter
+from .freezing import is_prompt_parameter, store_matmul_weights_in
 from .prompt_text import prompt_template
 from .prompted_clip import PromptedCLIP, ivlp_design
 from .teacher_cache import TeacherCache, TeacherView
@@ -90,6 +90,11 @@ class FrozenTeacher(nn.Module):
         self.cache: TeacherCache | None = None
         self.cache_slot = 0
         self.image_forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # e.g. compiled; None = the tower
+
+    def store_matmul_weights_in(self, dtype: torch.dtype) -> int:
+        """The image tower's matmul/convolution weights kept in the run's autocast ``dtype``
+        (:func:`~trainers.common.freezing.store_matmul_weights_in`: same features, no per-step casts)."""
+        return store_matmul_weights_in(self.image_encoder, dtype)
 
     def attach_cache(self, cache: TeacherCache | None, slot: int = 0) -> None:
         """Read and store this teacher's training-view features in ``cache`` (folder ``teacher<slot>``)."""
