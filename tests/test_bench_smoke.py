@@ -10,7 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import ab, dataloader, distill, evaluate
+from bench import ab, dataloader, distill, evaluate, predict
 from bench.common import (
     build_clip,
     build_visual,
@@ -105,6 +105,12 @@ def test_dataloader_prints_pipeline_tables(capsys):
     assert full["decoded_size"] == "500x375" and draft["decoded_size"] == "63x47"  # 1/8 scale still >= 32 px
     assert result["loaders"][0]["epoch1_images_per_s"] > 0
     assert result["end_to_end"]["images"] == 6  # 2 classes x 3 images, batch 3, drop_last keeps full batches
+
+
+def test_predict_prints_images_per_second_per_worker_count(capsys):
+    result = predict.main(["--images", "4", "--workers", "0", "1", "--batch-size", "2", "--repeats", "1"])
+    assert [r["workers"] for r in result["rows"]] == [0, 1] and all(r["images_per_s"] > 0 for r in result["rows"])
+    assert "vs 0 workers" in capsys.readouterr().out
 
 
 def test_format_table_aligns_and_marks_missing_values():

@@ -311,3 +311,19 @@ def test_predict_and_export_for_every_trainers_run_folder(case, folder_world, tr
     predict("--model-dir", out, "--export", exported)
     predict("--model", exported, test_dir, "--output", from_file, "--topk", "2", "--batch-size", "8")
     assert read_csv(from_file) == read_csv(from_dir)
+
+
+@pytest.mark.parametrize("teacher", ["checkpoint-file", "none"])
+def test_other_teachers_distil_on_the_folder(teacher, folder_world, trainer_env, tmp_path):
+    """The README's other teacher choices: a checkpoint file (as the released teachers are), with the
+    cross-dataset YAML, and a zero-shot teacher (``TEACHER_CKPT none``)."""
+    if teacher == "none":
+        config, ckpt = "vit_b16_c2_ep20_batch8_4+4ctx", "none"
+    else:
+        config = "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets"
+        ckpt = str(folder_world["teacher"] / "VLPromptLearner" / "model.pth.tar-2")
+    out = tmp_path / "student"
+    run_train(folder_argv(trainer_env, folder_world["root"], "PromptKD", config, out, *kd_opts(trainer_env, ckpt)))
+    labels = tmp_path / "labels.csv"
+    predict("--model-dir", out, folder_world["root"] / "test", "--output", labels)
+    assert csv_accuracy(read_csv(labels)) == pytest.approx(last_accuracy(out, "final"))

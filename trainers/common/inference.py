@@ -240,7 +240,8 @@ def eval_transform(input_cfg: Mapping[str, Any]) -> Any:
     from dassl.data.transforms import build_transform
 
     cfg = get_cfg_default()
-    cfg.INPUT = CfgNode(_plain(dict(input_cfg)))
+    for key, value in _plain(dict(input_cfg)).items():
+        cfg.INPUT[key] = CfgNode(value) if isinstance(value, dict) else value
     cfg.INPUT.SIZE = tuple(cfg.INPUT.SIZE)
     return build_transform(cfg, is_train=False)
 
