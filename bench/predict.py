@@ -73,8 +73,8 @@ def export_student(path: str, student: str, teacher_dim: int, classes: int, prec
     arch = get_arch(student)
     visual = build_visual(arch, ivlp_design(min(9, arch.vision_layers), 0, 4, 0))
     features = torch.nn.functional.normalize(torch.randn(classes, teacher_dim), dim=-1)
-    model = FixedClassifier(visual, features, torch.tensor(4.6052), projector=StudentProjector(arch.embed_dim,
-                                                                                               teacher_dim))  # fmt: skip
+    projector = StudentProjector(arch.embed_dim, teacher_dim)
+    model = FixedClassifier(visual, features, torch.tensor(4.6052), projector=projector)
     size = arch.image_resolution
     input_cfg = dict(CLIP_INPUT, SIZE=(size, size))
     provenance = {"trainer": "PromptKD", "dataset": "bench", "config_sha256": "", "git_commit": "", "run_dir": ""}
