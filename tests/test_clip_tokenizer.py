@@ -15,7 +15,7 @@ from clip.tokenizer import DEFAULT_BPE_PATH, SimpleTokenizer, byte_to_unicode, c
 
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 
-# Class names the dataset spec lists, in their final (renamed) form.
+# Benchmark class names in their final form (after the readers' renaming).
 SPEC_CLASSNAMES = [
     "face", "leopard", "motorbike", "accordion", "airplane", "anchor", "car_side", "water_lilly", "yin_yang",
     "abyssinian", "american_pit_bull_terrier", "2000 AM General Hummer SUV", "pink primrose", "apple_pie",

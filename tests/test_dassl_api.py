@@ -1,4 +1,4 @@
-"""Spec every import the PromptKD repository makes from Dassl works against our package."""
+"""Every import the PromptKD repository makes from Dassl works against our package."""
 
 import importlib
 

@@ -73,7 +73,7 @@ def test_save_layout_pointer_and_best_copy(tmp_path, capsys):
 
 
 def test_best_model_saved_by_name_does_not_move_the_resume_pointer(tmp_path):
-    """Weakness #5: upstream pointed `checkpoint` at model-best.pth.tar, so resume restarted from the best epoch."""
+    """Upstream pointed `checkpoint` at model-best.pth.tar, so resume restarted from the best epoch."""
     model = _tiny_model()
     save_checkpoint({"state_dict": model.state_dict(), "epoch": 4}, str(tmp_path))
     save_checkpoint({"state_dict": model.state_dict(), "epoch": 2}, str(tmp_path), model_name="model-best.pth.tar")

@@ -114,7 +114,7 @@ def test_staged_lr_group_gets_its_own_base():
     ids=["cos-const", "cos-linear", "cos-norecount", "multistep-linear"],
 )
 def test_resume_continues_the_same_sequence(tmp_path, cfg_kwargs):
-    """Conformance check 3: build, step k times, save, build fresh, load, continue == uninterrupted."""
+    """Build, step k times, save, build fresh, load, continue == uninterrupted."""
     cfg = _cfg(LR=0.005, MAX_EPOCH=10, **cfg_kwargs)
     uninterrupted = _lrs(cfg)
     for k in (0, 1, 2, 4, 7):

@@ -332,7 +332,7 @@ def test_tee_delegates_stream_protocol_and_never_closes_console(tmp_path):
     ],
 )
 def test_public_names_live_at_upstream_module_paths(module, names):
-    """Spec 1.1/1.2: upstream code imports these names from exactly these modules."""
+    """Upstream code imports these names from exactly these modules."""
     import importlib
 
     mod = importlib.import_module(module)

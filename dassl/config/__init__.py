@@ -27,7 +27,10 @@ _REGISTERED_DEFAULTS: list[CfgDefaultsFn] = []
 
 
 def get_cfg_default() -> ConfigNode:
-    """A fresh deep copy of the default tree (spec 2.2 plus engine keys); mutating it never leaks."""
+    """A fresh deep copy of the default tree (upstream's keys and defaults, plus engine keys).
+
+    Mutating the copy never leaks into the next call.
+    """
     return _C.clone()
 
 

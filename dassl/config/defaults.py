@@ -164,7 +164,7 @@ _C.TEST.FINAL_MODEL = "last_step"
 ###########################
 # Trainer specifics
 ###########################
-# Upstream's DA/DG/SSL trainer sub-nodes are out of scope (spec 2.2); method packages add their own
+# Upstream's DA/DG/SSL trainer sub-nodes are left out (no method here uses them); method packages add their own
 # TRAINER.<NAME> blocks through register_cfg_defaults.
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""

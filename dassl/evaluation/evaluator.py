@@ -1,8 +1,8 @@
-"""Evaluators: the ``Classification`` result block that ``parse_test_res.py`` reads (spec section 6.2).
+"""Evaluators: the ``Classification`` result block that ``parse_test_res.py`` reads.
 
 Kept from upstream: the printed block (``=> result`` ... ``* macro_f1: x%``), the per-class block, and
 ``evaluate()`` returning an ``OrderedDict`` with ``accuracy``, ``error_rate``, ``macro_f1`` [,
-``perclass_accuracy``] in that order. Changed (weakness #11): scikit-learn is not needed, the confusion
+``perclass_accuracy``] in that order. Changed: scikit-learn is not needed, the confusion
 matrix file is tagged by split (``cmat_{split}.pt``; ``cmat.pt`` when no split is given) and saved atomically
 as a float64 tensor, per-class names can come from the evaluated split, and under ``torch.distributed``
 with world size > 1 the predictions of every rank are gathered before the metrics are computed (only

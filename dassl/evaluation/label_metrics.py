@@ -1,4 +1,4 @@
-"""Macro-F1 and confusion matrix from label lists, without scikit-learn (spec 6.2; weakness #11).
+"""Macro-F1 and confusion matrix from label lists, without scikit-learn (upstream's hard dependency).
 
 Both follow scikit-learn's definitions so numbers match upstream's ``f1_score(y_true, y_pred,
 average="macro", labels=np.unique(y_true))`` and ``confusion_matrix(y_true, y_pred, normalize="true")``.

@@ -139,7 +139,8 @@ class LinearWarmupScheduler(_BaseWarmupScheduler):
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: Any) -> LRScheduler:
     """Scheduler named by ``optim_cfg.LR_SCHEDULER``, wrapped in a warmup when ``WARMUP_EPOCH > 0``.
 
-    Stepped once per epoch by the trainers; the lr in 0-based epoch ``e`` follows the table of spec 5.2.
+    Stepped once per epoch by the trainers; the lr in 0-based epoch ``e`` equals upstream Dassl's,
+    including its warm-up wrappers and ``WARMUP_RECOUNT``.
     """
     lr_scheduler = optim_cfg.LR_SCHEDULER
     stepsize = optim_cfg.STEPSIZE

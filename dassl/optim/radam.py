@@ -1,4 +1,4 @@
-"""RAdam / AdamW under Dassl's names, backed by torch's implementations (spec 5.1, weakness #18).
+"""RAdam / AdamW under Dassl's names, backed by torch's implementations.
 
 Dassl shipped its own RAdam, PlainRAdam and AdamW written with deprecated tensor-op overloads. torch's
 ``RAdam`` implements the same rectified update (Liu et al., "On the Variance of the Adaptive Learning Rate

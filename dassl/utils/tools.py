@@ -78,7 +78,7 @@ def write_json(obj: Any, fpath: str | os.PathLike) -> None:
 
 
 def set_random_seed(seed: int, deterministic: bool = False) -> None:
-    """Seed Python ``random``, NumPy's global RNG, torch CPU and every CUDA device (spec section 8.1).
+    """Seed Python ``random``, NumPy's global RNG, torch CPU and every CUDA device, as upstream.
 
     Exactly these four generators, in this order and with no extra draws, so runs match upstream's RNG
     streams. ``seed`` 0 is valid; negative seeds mean "unseeded" and must not reach this function.
