@@ -307,3 +307,58 @@ def test_resume_restores_prompts_projector_and_stored_features(trainer_env, teac
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     summary = [r.get("metrics", r.get("hm")) for r in read_results(resumed)]
     assert summary == [r.get("metrics", r.get("hm")) for r in read_results(full)[-3:]]
+
+
+def _logged_losses(out) -> list[float]:
+    return [float(value) for value in re.findall(r" loss (\S+) \(", (out / "log.txt").read_text())]
+
+
+def ensemble_opts(env: dict, teachers: list[str], weights: str, *more: str) -> tuple[str, ...]:
+    return kd_opts(env, "", "TRAINER.PROMPTKD.TEACHERS", repr(teachers), "TRAINER.PROMPTKD.TEACHER_WEIGHTS", weights,
+                   *more)  # fmt: skip
+
+
+@pytest.mark.parametrize(("second", "weights"), [("same", "[0.3, 0.7]"), ("none", "[1.0, 0.0]")])
+def test_an_ensemble_equal_to_one_teacher_distils_exactly_like_it(
+    trainer_env, teacher_run, distilled, tmp_path, second, weights
+):
+    """Two identical teachers (any weights), or a second teacher of weight 0: the single-teacher run, bit for bit."""
+    first = str(teacher_run["dir"])
+    out = tmp_path / "ensemble"
+    opts = ensemble_opts(trainer_env, [first, first if second == "same" else second], weights)
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, out, *opts)
+    assert [t.text_tower_runs for t in trainer.teachers] == [1, 1]  # each teacher encoded its classes once
+    for teacher in trainer.teachers:  # and kept no text tower to run again
+        assert {name.split(".")[0] for name, _ in teacher.named_parameters()} == {"image_encoder"}
+    assert "Teacher ensemble: 0.3 x " in (out / "log.txt").read_text() or second == "none"
+
+    reference = distilled["dir"]
+    losses = _logged_losses(reference)
+    assert len(losses) == 2 and _logged_losses(out) == losses
+    assert [r.get("metrics", r.get("hm")) for r in read_results(out)] == [
+        r.get("metrics", r.get("hm")) for r in read_results(reference)
+    ]
+    ours = torch.load(out / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    single = torch.load(reference / "VLPromptLearner" / "model.pth.tar-2", weights_only=True)["state_dict"]
+    assert set(ours) == set(single) == STUDENT_KEYS
+    for key, value in single.items():
+        assert torch.equal(ours[key], value), key
+
+
+def test_the_ensemble_target_is_the_weighted_mixture_of_the_teachers(trainer_env, teacher_run, tmp_path):
+    opts = ensemble_opts(trainer_env, [str(teacher_run["dir"]), "none"], "[1.0, 3.0]",
+                         "TRAINER.PROMPTKD.TEMPERATURE", "2.0", "TRAINER.PROMPTKD.PREC", "fp32")  # fmt: skip
+    trainer = run_env_train(trainer_env, "PromptKD", CONFIG, tmp_path / "out", *opts, flags=("--no-train",))
+    assert trainer.teachers.weights == (0.25, 0.75)
+    trained, zero_shot = trainer.teachers
+    assert zero_shot.source.startswith("zero-shot")
+    # the student projects into the first teacher's space and classifies with its class features
+    torch.testing.assert_close(trainer.model.text_features, trained.class_features, rtol=0, atol=0)
+    image = next(iter(trainer.train_loader_x))["img"].to(trainer.device)
+    target = trainer.teacher_target(image)
+    assert target.dtype == torch.float32 and target.shape == (image.shape[0], 5)
+    assert bool((target >= 0).all())
+    torch.testing.assert_close(target.sum(-1), torch.ones(image.shape[0]), rtol=0, atol=1e-6)
+    p1, p2 = (F.softmax(t.logits(image) / 2.0, dim=-1) for t in (trained, zero_shot))
+    assert not torch.allclose(p1, p2, atol=1e-3)  # two different teachers, so the mixture is a real one
+    torch.testing.assert_close(target, 0.25 * p1 + 0.75 * p2, rtol=1e-6, atol=1e-7)

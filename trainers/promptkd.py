@@ -41,6 +41,7 @@ upstream's selection on base-class test images needs ``TEST.FINAL_MODEL best_val
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os.path as osp
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ from dassl.config import register_cfg_defaults
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.compilation import compiled_forward
 from dassl.engine.evaluation import no_test_images
+from dassl.engine.rng_state import preserved_rng_state
 from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
 from dassl.utils.process_group import get_rank, get_world_size
 
@@ -347,10 +349,12 @@ class PromptKD(CLIPPromptTrainer):
             )
             return None
         ctx_init = self.cfg.TRAINER.PROMPTKD.CTX_INIT
-        teachers = [
-            build_teacher(self.cfg, weights, checkpoint, classnames, ctx_init, self.device)
-            for (weights, _, _), checkpoint in zip(specs, checkpoints, strict=True)
-        ]
+        teachers = []
+        for (weights, _, _), checkpoint in zip(specs, checkpoints, strict=True):
+            # Teachers after the first draw nothing from the run's generators: an ensemble of identical teachers
+            # initialises the student and shuffles the data exactly like the single teacher.
+            with preserved_rng_state() if teachers else contextlib.nullcontext():
+                teachers.append(build_teacher(self.cfg, weights, checkpoint, classnames, ctx_init, self.device))
         ensemble = TeacherEnsemble(teachers, self.cfg.TRAINER.PROMPTKD.TEACHER_WEIGHTS)
         self.store_teacher_weights_in_autocast_dtype(ensemble)
         if len(ensemble) > 1:

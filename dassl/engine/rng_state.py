@@ -7,7 +7,9 @@ in plain containers and tensors so checkpoints still load with ``torch.load(weig
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -52,3 +54,17 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     cuda_states = state.get("cuda")
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Run the block without consuming any generator of the run: every state is restored afterwards.
+
+    For optional work whose random draws must not shift the rest of the run (an extra teacher's throwaway
+    initialisation would otherwise change the student's initial prompts and every later draw).
+    """
+    state = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
