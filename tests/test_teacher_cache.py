@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+from dassl.errors import ConfigError
 from tests.helpers.tiny_clip import save_tiny_clip
 from tests.helpers.trainer_runs import TEACHER_CLIP, distil_zero_shot
 from trainers.common import FrozenTeacher, TeacherCache, TeacherView, batch_probe, tensor_fingerprint
@@ -229,3 +230,13 @@ def test_cache_killed_mid_fill_is_completed_by_the_next_run(trainer_env, tmp_pat
     complete_losses, _, complete = distil_zero_shot(trainer_env, tmp_path / "complete", kd_step_losses, *cache)
     assert (complete.teacher_cache.hits, complete.teacher_cache.misses) == (2 * steps, 0)
     assert complete_losses == plain_losses
+
+
+def test_cache_settings_are_checked_before_anything_is_written(trainer_env, tmp_path, kd_step_losses):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="TEACHER_CACHE_DTYPE is 'bf16'"):
+        distil_zero_shot(trainer_env, tmp_path / "a", kd_step_losses, "TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE", "bf16")
+    with pytest.raises(ConfigError, match="is a file"):
+        distil_zero_shot(trainer_env, tmp_path / "b", kd_step_losses, "TRAINER.PROMPTKD.TEACHER_CACHE", str(a_file))
+    assert a_file.read_text() == "x" and kd_step_losses == []
