@@ -17,7 +17,7 @@ import torch
 from dassl.error_boundary import run_with_error_boundary
 
 from .config import load_preset
-from .pipeline import DemoResult, run_demo
+from .pipeline import DemoResult, demo_only_settings, run_demo
 from .pretrain import demo_cache_dir
 
 DEFAULT_THREADS = 2  # the tiny models stop scaling beyond a couple of cores; more threads only add overhead
@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", default=None, help="pre-trained CLIP cache (default $PROMPTKD_CACHE_DIR/demo or ~/.cache/...)"
     )
     parser.add_argument("--seed", type=int, default=1, help="train.py --seed for both runs")
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="seed of the generated dataset and of the CLIP pre-training (default: the preset's, 0)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help=f"torch threads (default min({DEFAULT_THREADS}, CPU cores))"
     )
@@ -56,7 +62,8 @@ def describe(result: DemoResult) -> str:
         f"Teacher (PromptSRC):  base {result.teacher_base:.1f}%  novel {result.teacher_novel:.1f}%",
         f"Student (PromptKD):   base {result.student_base:.1f}%  novel {result.student_novel:.1f}%  "
         f"HM {result.student_hm:.1f}%",
-        f"KD loss: first epoch {result.kd_loss_first_epoch:.4g} -> last epoch {result.kd_loss_last_epoch:.4g}",
+        f"KD loss (KD_WEIGHT {result.kd_weight:g}): first epoch {result.kd_loss_first_epoch:.4g} -> last epoch "
+        f"{result.kd_loss_last_epoch:.4g}",
         "",
         "Written:",
         f"  dataset (Caltech101 layout)  {result.dataset.dataset_dir}",
@@ -79,10 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = args.threads or min(DEFAULT_THREADS, os.cpu_count() or 1)
     torch.set_num_threads(threads)
     preset = load_preset(args.preset)
+    if args.data_seed is not None:
+        preset = preset.with_data_seed(args.data_seed)
     out = sys.stdout
     out.write(
-        f"PromptKD offline demo (preset {preset.name}, torch threads: {threads}); pre-trained CLIP cache: "
-        f"{demo_cache_dir(args.cache_dir)}\n"
+        f"PromptKD offline demo (preset {preset.name}, data seed {preset.generator_seed}, torch threads: "
+        f"{threads}); pre-trained CLIP cache: {demo_cache_dir(args.cache_dir)}\n"
+        "Demo-only settings (not the paper's recipe):\n" + "".join(f"  {line}\n" for line in demo_only_settings(preset))
     )
     out.flush()
 

@@ -1,15 +1,18 @@
-"""The demo's preset files (``configs/demo/*.yaml``): generator and pre-training sizes, and the overrides of the
-real method YAMLs, restricted to sizes, epochs and paths.
+"""The demo's preset files (``configs/demo/*.yaml``): generator and pre-training sizes, the overrides of the
+real method YAMLs (restricted to sizes, epochs and paths), and the one named demo-only method setting.
 
-A preset has four sections. ``GENERATOR`` and ``PRETRAIN`` size the dataset and the two tiny CLIPs;
-``TEACHER`` and ``STUDENT`` are config fragments that the demo passes to ``train.py`` as command-line opts after
-the real PromptSRC / PromptKD YAMLs. Keys outside :data:`ALLOWED_RUN_KEYS` are refused, so the demo can only
-shrink a run, never change the method (learning rates, losses, prompt design stay the published ones).
+A preset has four sections and an optional fifth. ``GENERATOR`` and ``PRETRAIN`` size the dataset and the two
+tiny CLIPs; ``TEACHER`` and ``STUDENT`` are config fragments that the demo passes to ``train.py`` as command-line
+opts after the real PromptSRC / PromptKD YAMLs. Keys outside :data:`ALLOWED_RUN_KEYS` are refused, so these
+sections can only shrink a run, never change the method (learning rates, losses, prompt design stay the
+published ones). ``DEMO_ONLY`` holds the settings a tiny run needs that are not the paper's recipe (only
+``KD_WEIGHT``); the demo prints them at start, next to the published value they replace.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,15 @@ from dassl.errors import ConfigError, InputFileError
 
 from .pretrain import CLIPSpec, PretrainSettings
 
-__all__ = ["ALLOWED_RUN_KEYS", "CONFIG_DIR", "DemoPreset", "flatten_overrides", "load_preset", "preset_path"]
+__all__ = [
+    "ALLOWED_RUN_KEYS",
+    "CONFIG_DIR",
+    "DEMO_ONLY_KEYS",
+    "DemoPreset",
+    "flatten_overrides",
+    "load_preset",
+    "preset_path",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs" / "demo"
@@ -37,7 +48,8 @@ ALLOWED_RUN_KEYS = frozenset(
         "TRAIN.PRINT_FREQ",
     }
 )
-SECTIONS = ("GENERATOR", "PRETRAIN", "TEACHER", "STUDENT")
+SECTIONS = ("GENERATOR", "PRETRAIN", "TEACHER", "STUDENT", "DEMO_ONLY")
+DEMO_ONLY_KEYS = frozenset({"KD_WEIGHT"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,11 @@ class DemoPreset:
     pretrain: PretrainSettings
     teacher_opts: tuple[str, ...]
     student_opts: tuple[str, ...]
+    kd_weight: float | None = None  # DEMO_ONLY.KD_WEIGHT; None = the published per-dataset value
+
+    def with_data_seed(self, seed: int) -> DemoPreset:
+        """The same preset with ``seed`` for the generator and the CLIP pre-training (robustness sweeps)."""
+        return dataclasses.replace(self, generator_seed=seed, pretrain=dataclasses.replace(self.pretrain, seed=seed))
 
     def opt(self, run: str, key: str) -> str:
         """The value a run section sets for ``key`` (as passed to train.py)."""
@@ -123,6 +140,15 @@ def load_preset(name_or_path: str = "default") -> DemoPreset:
     if unknown:
         raise ConfigError(f"{path}: unknown sections {unknown}; allowed: {list(SECTIONS)}")
     gen, pre = _section(data, "GENERATOR", path), _section(data, "PRETRAIN", path)
+    demo_only = data.get("DEMO_ONLY") or {}
+    if not isinstance(demo_only, dict) or set(demo_only) - DEMO_ONLY_KEYS:
+        raise ConfigError(
+            f"{path}: DEMO_ONLY may only set {sorted(DEMO_ONLY_KEYS)}, got {demo_only!r}; other method settings "
+            "stay the published ones"
+        )
+    kd_weight = demo_only.get("KD_WEIGHT")
+    if kd_weight is not None and not (isinstance(kd_weight, (int, float)) and kd_weight > 0):
+        raise ConfigError(f"{path}: DEMO_ONLY.KD_WEIGHT must be a positive number, got {kd_weight!r}")
     per_class = tuple(int(v) for v in gen.get("PER_CLASS", (24, 4, 16)))
     if len(per_class) != 3 or min(per_class) < 1:
         raise ConfigError(f"{path}: GENERATOR.PER_CLASS must be [train, val, test] >= 1, got {per_class}")
@@ -156,4 +182,5 @@ def load_preset(name_or_path: str = "default") -> DemoPreset:
         pretrain=settings,
         teacher_opts=tuple(teacher),
         student_opts=tuple(student),
+        kd_weight=None if kd_weight is None else float(kd_weight),
     )

@@ -9,8 +9,9 @@
    the unlabeled train images of all classes (``scripts/promptkd/base2new_train.sh``).
 6. ``parse_test_res.py`` prints the base/novel/HM table of the output tree.
 
-Only sizes, epochs and paths differ from the published runs (``configs/demo/*.yaml``, checked by
-``demo.config``). Folder names follow the scripts, so the tree reads like a real experiment.
+Sizes, epochs and paths differ from the published runs (``configs/demo/*.yaml``, checked by ``demo.config``),
+and so does the one setting a preset's ``DEMO_ONLY`` section names (:func:`demo_only_settings` says which, and
+the demo prints it). Folder names follow the scripts, so the tree reads like a real experiment.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .pretrain import PretrainResult, pretrained_clips
 from .progress import stage_bar, train_output
 from .shapes import ShapesDataset, write_caltech_layout
 
-__all__ = ["DemoResult", "kd_loss_by_epoch", "run_demo"]
+__all__ = ["DemoResult", "demo_only_settings", "kd_loss_by_epoch", "published_kd_weight", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class DemoResult:
     student_hm: float
     kd_loss_first_epoch: float
     kd_loss_last_epoch: float
+    kd_weight: float
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -77,6 +79,7 @@ class DemoResult:
             "teacher": {"base": self.teacher_base, "novel": self.teacher_novel},
             "student": {"base": self.student_base, "novel": self.student_novel, "hm": self.student_hm},
             "kd_loss": {"first_epoch": self.kd_loss_first_epoch, "last_epoch": self.kd_loss_last_epoch},
+            "kd_weight": self.kd_weight,
             "pretrain": self.clips.metrics,
             "pretrain_cached": self.clips.cached,
             "seconds": self.seconds,
@@ -146,13 +149,35 @@ def kd_loss_by_epoch(log_file: str | os.PathLike) -> list[float]:
     return [per_epoch[e] for e in sorted(per_epoch)]
 
 
-def _kd_weight(dataset_key: str) -> str:
+def published_kd_weight(dataset_key: str = DATASET_KEY) -> float:
     """``configs/kd_weights.yaml``'s value for the dataset, as the PromptKD scripts pass it."""
     for line in (REPO_ROOT / "configs" / "kd_weights.yaml").read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition(":")
         if key.strip() == dataset_key and not key.strip().startswith("#"):
-            return value.strip()
+            return float(value)
     raise KeyError(f"configs/kd_weights.yaml has no entry for {dataset_key!r}")
+
+
+def _kd_weight(preset: DemoPreset) -> float:
+    return published_kd_weight() if preset.kd_weight is None else preset.kd_weight
+
+
+def demo_only_settings(preset: DemoPreset) -> list[str]:
+    """One line per setting where this preset departs from the published recipe (printed at the demo's start).
+
+    The teacher CLIP's embedding width is listed too: it is a model shape, not a method setting, but it is the
+    demo's choice (ViT-L/14's 768, the paper's teacher) and the student's step size depends on it.
+    """
+    lines = [
+        f"teacher CLIP embed_dim {preset.pretrain.teacher.embed_dim} (ViT-L/14, the paper's teacher: 768), "
+        f"student CLIP embed_dim {preset.pretrain.student.embed_dim}"
+    ]
+    if preset.kd_weight is not None:
+        lines.append(
+            f"TRAINER.PROMPTKD.KD_WEIGHT {preset.kd_weight:g} (demo only; published for {DATASET_KEY}: "
+            f"{published_kd_weight():g})"
+        )
+    return lines
 
 
 def _run_train(argv: list[str], description: str, progress: bool, verbose: bool) -> None:
@@ -266,7 +291,7 @@ def run_demo(
              "--config-file", str(REPO_ROOT / "configs" / "trainers" / "PromptKD" / f"{STUDENT_CFG}.yaml"),
              *common, *preset.student_opts,
              "DATASET.NUM_SHOTS", "0", "TRAINER.MODAL", "base2novel", "TRAINER.PROMPTKD.TEMPERATURE", "1.0",
-             "TRAINER.PROMPTKD.KD_WEIGHT", _kd_weight(DATASET_KEY),
+             "TRAINER.PROMPTKD.KD_WEIGHT", str(_kd_weight(preset)),
              "MODEL.BACKBONE.NAME", str(clips.student_path),
              "TRAINER.PROMPTKD.TEACHER_CLIP", str(clips.teacher_path),
              "TRAINER.PROMPTKD.TEACHER_CKPT", str(teacher_checkpoint)],
@@ -297,6 +322,7 @@ def run_demo(
         student_hm=float(summary["hm"]),
         kd_loss_first_epoch=kd_losses[0],
         kd_loss_last_epoch=kd_losses[-1],
+        kd_weight=_kd_weight(preset),
         seconds=seconds,
     )
     atomic_write_text(json.dumps(result.summary(), indent=2) + "\n", output_dir / "summary.json")

@@ -219,6 +219,15 @@ def _cosine_lr(step: int, settings: PretrainSettings) -> float:
     return settings.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _tokenize_cached(captions: Sequence[str], cache: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``clip.tokenize(captions)`` with each distinct caption encoded once: the captions repeat (a few thousand
+    distinct sentences), and BPE-encoding 128 of them per step was a visible part of pre-training on 2 cores."""
+    missing = sorted({c for c in captions if c not in cache})
+    if missing:
+        cache.update(zip(missing, clip.tokenize(missing), strict=True))
+    return torch.stack([cache[c] for c in captions])
+
+
 def _class_prompts(classes: Sequence[ShapeClass]) -> torch.Tensor:
     return clip.tokenize([f"a photo of a {c.name}." for c in classes])
 
@@ -269,6 +278,7 @@ def pretrain(
     for model in models.values():
         model.train()
     losses: dict[str, float] = {}
+    token_cache: dict[str, torch.Tensor] = {}
     for step in range(settings.steps):
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, settings)
@@ -278,7 +288,7 @@ def pretrain(
             make_caption(by_label[int(y)].colour, by_label[int(y)].shape, rng, settings.canonical_word_prob)
             for y in labels[index.numpy()]
         ]
-        tokens = clip.tokenize(captions)
+        tokens = _tokenize_cached(captions, token_cache)
         total = 0.0
         for name, model in models.items():
             loss = clip_loss(model.encode_image(batch), model.encode_text(tokens), model.logit_scale)

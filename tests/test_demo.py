@@ -3,6 +3,7 @@ signal at the reduced ``configs/demo/small.yaml`` size."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -15,7 +16,7 @@ import clip
 from dassl.data.datasets import DATASET_REGISTRY
 from datasets.common import subsample_classes
 from demo.config import ALLOWED_RUN_KEYS, load_preset
-from demo.pipeline import kd_loss_by_epoch, run_demo
+from demo.pipeline import demo_only_settings, kd_loss_by_epoch, published_kd_weight, run_demo
 from demo.pretrain import (
     CLIPSpec,
     PretrainSettings,
@@ -23,7 +24,9 @@ from demo.pretrain import (
     make_caption,
     pretrained_clips,
 )
+from demo.robustness import KD_LOSS_RATIO_MAX, STUDENT_TEACHER_HM_MIN, learned, record_of, summarise
 from demo.shapes import class_list, write_caltech_layout
+from reporting.stats import harmonic_mean
 from tests.helpers import dataset_fixtures as fx
 
 TINY = PretrainSettings(
@@ -159,6 +162,74 @@ def test_preset_refuses_a_method_setting(tmp_path):
         load_preset("no-such-preset")
 
 
+def test_demo_only_settings_are_named_next_to_the_published_values():
+    preset = load_preset("small")
+    lines = demo_only_settings(preset)
+    assert preset.pretrain.teacher.embed_dim == 768  # ViT-L/14's width
+    assert any("embed_dim 768" in line for line in lines)
+    published = published_kd_weight()
+    assert published == 1000.0 and preset.kd_weight is not None and preset.kd_weight < published
+    assert f"KD_WEIGHT {preset.kd_weight:g} (demo only; published for caltech101: {published:g})" in lines[-1]
+    no_override = dataclasses.replace(preset, kd_weight=None)
+    assert not any("KD_WEIGHT" in line for line in demo_only_settings(no_override))
+
+
+def test_data_seed_changes_generator_and_pretraining_only():
+    preset = load_preset("small")
+    other = preset.with_data_seed(5)
+    assert (other.generator_seed, other.pretrain.seed) == (5, 5)
+    assert other.pretrain.cache_key() != preset.pretrain.cache_key()
+    assert dataclasses.replace(other, generator_seed=0, pretrain=preset.pretrain) == preset
+
+
+def test_demo_only_section_refuses_other_method_settings(tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "configs/demo/small.yaml").read_text()
+    assert "  KD_WEIGHT: 300.0\n" in text
+    for replacement, message in (
+        ("  LR: 0.1\n", r"DEMO_ONLY may only set \['KD_WEIGHT'\]"),
+        ("  KD_WEIGHT: -1\n", "positive"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text.replace("  KD_WEIGHT: 300.0\n", replacement))
+        with pytest.raises(ValueError, match=message):
+            load_preset(str(bad))
+
+
+def test_tokenisation_cache_gives_clip_tokenize_rows():
+    from demo.pretrain import _tokenize_cached
+
+    captions = ["a red circle.", "a blue square.", "a red circle."]
+    cache: dict = {}
+    assert torch.equal(_tokenize_cached(captions, cache), clip.tokenize(captions))
+    assert len(cache) == 2
+    assert torch.equal(_tokenize_cached(captions[::-1], cache), clip.tokenize(captions[::-1]))
+
+
+def _summary(teacher: tuple[float, float], student_hm: float, kd: tuple[float, float]) -> dict:
+    return {
+        "teacher": {"base": teacher[0], "novel": teacher[1]},
+        "student": {"hm": student_hm},
+        "kd_loss": {"first_epoch": kd[0], "last_epoch": kd[1]},
+        "kd_weight": 300.0,
+        "pretrain": {"teacher": {"zero_shot_base": 70.0, "zero_shot_novel": 50.0}},
+    }
+
+
+def test_robustness_records_apply_both_learning_criteria():
+    good = record_of(_summary((80.0, 60.0), 55.0, (30.0, 15.0)), "small", 0, 1, 12.0)
+    assert good["teacher_hm"] == pytest.approx(harmonic_mean(80.0, 60.0), abs=0.01)
+    assert good["kd_ratio"] == 0.5 and good["hm_ratio"] == pytest.approx(55.0 / harmonic_mean(80.0, 60.0), abs=1e-3)
+    assert learned(good)
+    assert not learned(record_of(_summary((80.0, 60.0), 55.0, (30.0, 20.0)), "small", 1, 1, 12.0))  # fell 33%
+    assert not learned(record_of(_summary((80.0, 60.0), 40.0, (30.0, 10.0)), "small", 2, 1, 12.0))  # 0.58x
+    assert good["cpu"]["model"] and isinstance(good["cpu"]["flags"], list)
+    other = record_of(_summary((70.0, 50.0), 45.0, (40.0, 30.0)), "small", 1, 1, 20.0)
+    text = summarise([good, other])
+    assert "preset small, 1 thread(s): 2 runs (data seeds [0, 1]), 1 learned" in text
+    assert "kd_ratio    min    0.500  median    0.625  max    0.750" in text
+    assert text.splitlines()[-1].startswith("CPU: ")
+
+
 def test_kd_loss_is_read_per_epoch_from_the_log(tmp_path):
     log = tmp_path / "log.txt"
     log.write_text(
@@ -202,19 +273,22 @@ def one_thread():
 
 
 @pytest.mark.slow
-def test_demo_small_shows_the_learning_signal(tmp_path, one_thread):
-    """Pre-training, PromptSRC teacher, PromptKD student and the table at the CI size, fresh cache."""
-    result = run_demo(load_preset("small"), tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
+@pytest.mark.parametrize("data_seed", [0, 1])
+def test_demo_small_learns_for_several_data_seeds(tmp_path, one_thread, data_seed):
+    """Pre-training, PromptSRC teacher, PromptKD student and the table at the CI size, fresh cache, two data
+    seeds (each seed is a different dataset and pre-training, standing in for another CPU's rounding)."""
+    preset = load_preset("small").with_data_seed(data_seed)
+    result = run_demo(preset, tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
     chance = result.clips.metrics["chance_novel"]
     assert chance == pytest.approx(100 / 15)
-    # Measured on the 2-core dev machine (seed 1, fresh cache, 1 thread): teacher base 69.3 / novel 60.0,
-    # student base 52.7 / novel 45.3 (HM 48.7), KD loss 38.65 (epoch 1) -> 16.15 (epoch 10), chance 6.7.
-    # Thresholds keep a wide margin for other CPUs / thread counts while still failing when nothing is learned.
-    assert result.teacher_novel > 4 * chance  # base-to-novel transfer of the teacher (60.0 measured)
-    assert result.student_base > 4 * chance and result.student_novel > 4 * chance  # 52.7, 45.3
-    assert result.student_base >= 0.6 * result.teacher_base  # agreement with the teacher: 0.76 measured
-    assert result.student_novel >= 0.6 * result.teacher_novel  # 0.76 measured
-    assert result.kd_loss_last_epoch < 0.75 * result.kd_loss_first_epoch  # 0.42 measured
+    teacher_hm = harmonic_mean(result.teacher_base, result.teacher_novel)
+    # The issue's learning criteria (python -m demo.robustness measures them over more seeds and thread counts).
+    assert result.kd_loss_last_epoch <= KD_LOSS_RATIO_MAX * result.kd_loss_first_epoch
+    assert result.student_hm >= STUDENT_TEACHER_HM_MIN * teacher_hm
+    assert result.student_hm > 4 * chance and result.teacher_novel > 4 * chance  # far from chance on novel too
+    assert result.kd_weight == preset.kd_weight == 300.0  # the demo-only KD weight reached train.py
+    config = (result.student_dir / "config.yaml").read_text()
+    assert "KD_WEIGHT: 300.0" in config
     # real artefacts: upstream teacher layout, table, logs
     assert result.teacher_checkpoint.relative_to(result.output_dir).parts[:3] == (
         "teacher_model",
