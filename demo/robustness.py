@@ -57,6 +57,8 @@ def record_of(summary: dict, preset: str, data_seed: int, threads: int, seconds:
         "preset": preset,
         "data_seed": data_seed,
         "threads": threads,
+        "teacher": summary["teacher"],
+        "student": summary["student"],
         "teacher_hm": round(teacher_hm, 2),
         "student_hm": summary["student"]["hm"],
         "hm_ratio": round(summary["student"]["hm"] / teacher_hm, 3) if teacher_hm else 0.0,

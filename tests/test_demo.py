@@ -208,7 +208,7 @@ def test_tokenisation_cache_gives_clip_tokenize_rows():
 def _summary(teacher: tuple[float, float], student_hm: float, kd: tuple[float, float]) -> dict:
     return {
         "teacher": {"base": teacher[0], "novel": teacher[1]},
-        "student": {"hm": student_hm},
+        "student": {"base": 0.0, "novel": 0.0, "hm": student_hm},
         "kd_loss": {"first_epoch": kd[0], "last_epoch": kd[1]},
         "kd_weight": 300.0,
         "pretrain": {"teacher": {"zero_shot_base": 70.0, "zero_shot_novel": 50.0}},
@@ -285,7 +285,7 @@ def test_demo_small_learns_for_several_data_seeds(tmp_path, one_thread, data_see
     # The learning criteria (python -m demo.robustness measures them over more seeds and thread counts).
     assert result.kd_loss_last_epoch <= KD_LOSS_RATIO_MAX * result.kd_loss_first_epoch
     assert result.student_hm >= STUDENT_TEACHER_HM_MIN * teacher_hm
-    assert result.student_hm > 4 * chance and result.teacher_novel > 4 * chance  # far from chance on novel too
+    assert result.student_hm > 4 * chance and teacher_hm > 4 * chance  # both far above chance
     assert result.kd_weight == preset.kd_weight == 300.0  # the demo-only KD weight reached train.py
     config = (result.student_dir / "config.yaml").read_text()
     assert "KD_WEIGHT: 300.0" in config
