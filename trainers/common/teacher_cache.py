@@ -164,7 +164,7 @@ class TeacherCache:
                     )
             self.misses += 1
             rounded = compute().detach().to(self.dtype)
-            shard.entries[view.batch_idx] = (rounded.cpu(), probe)
+            shard.entries[view.batch_idx] = (rounded.to("cpu", copy=True), probe)  # never aliases the result
             shard.dirty = True
             result = rounded.float()
         if view.last:
