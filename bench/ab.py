@@ -40,7 +40,7 @@ from bench.common import (
     machine_info,
     resolve_device,
     synchronize,
-    write_json_atomic,
+    write_bench_json,
 )
 from bench.distill import DistillSetup, PhaseClock, build_models, step_flops, train_step
 from trainers.common import TeacherCache, TeacherView
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(f"{name}: {cache.summary()}")
     cache_dir.cleanup()
     if args.json:
-        write_json_atomic(args.json, {"machine": info, "args": vars(args), "rows": rows})
+        write_bench_json(args.json, {"machine": info, "args": vars(args), "rows": rows})
     return rows
 
 

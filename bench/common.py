@@ -11,7 +11,6 @@ forward linear product, two per forward attention product; the image patch embed
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 
 from clip.model import CLIP, VisionTransformer, heads_for_width
-from dassl.utils.atomic import atomic_write
+from dassl.utils.atomic import write_json_atomic
 
 __all__ = [
     "ARCHS",
@@ -51,7 +50,7 @@ __all__ = [
     "time_call",
     "vit_backward_input_flops",
     "vit_forward_flops",
-    "write_json_atomic",
+    "write_bench_json",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,7 +325,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write the benchmark's JSON atomically (the project's one atomic writer), never a half-written file."""
-    with atomic_write(path) as f:
-        json.dump(payload, f, indent=2, default=str)
+def write_bench_json(path: str | os.PathLike, payload: Any) -> None:
+    """The benchmark's ``--json`` file: indented, non-JSON values as strings, written atomically."""
+    write_json_atomic(payload, path, indent=2, default=str)

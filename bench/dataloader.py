@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from yacs.config import CfgNode
 
-from bench.common import PROMPTKD_YAML, bench_is_tiny, format_machine, format_table, machine_info, write_json_atomic
+from bench.common import PROMPTKD_YAML, bench_is_tiny, format_machine, format_table, machine_info, write_bench_json
 from bench.synthetic_data import make_caltech101_layout, write_jpegs
 from dassl.config import get_cfg_default
 from dassl.data.data_manager import DataManager, DatasetWrapper, build_data_loader
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_table(list(end_to_end), [list(end_to_end.values())]))
     payload = {"machine": info, "in_process": in_process, "loaders": loaders, "end_to_end": end_to_end}
     if args.json:
-        write_json_atomic(args.json, payload)
+        write_bench_json(args.json, payload)
     return payload
 
 

@@ -56,7 +56,7 @@ from bench.common import (
     time_call,
     vit_backward_input_flops,
     vit_forward_flops,
-    write_json_atomic,
+    write_bench_json,
 )
 from dassl.config import get_cfg_default
 from dassl.engine.precision import Precision, resolve_precision
@@ -582,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         print(format_machine(info))
         print(format_table(list(trainer), [list(trainer.values())]))
         if args.json:
-            write_json_atomic(args.json, {"machine": info, "trainer_run": trainer})
+            write_bench_json(args.json, {"machine": info, "trainer_run": trainer})
         return [trainer]
     setup = DistillSetup(get_arch(args.teacher), get_arch(args.student), device, args.prec,
                          frozen_dtype=args.frozen_dtype)  # fmt: skip
@@ -598,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         print(report(records[-1:], info), flush=True)
         print(f"# done: {n_classes} classes", file=sys.stderr, flush=True)
         if args.json:
-            write_json_atomic(args.json, _json_payload(records, info, setup, args))
+            write_bench_json(args.json, _json_payload(records, info, setup, args))
     if len(records) > 1:
         print("\n# all class counts\n" + report(records, info), flush=True)
     return records

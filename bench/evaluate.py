@@ -32,7 +32,7 @@ from bench.common import (
     text_forward_flops,
     time_call,
     vit_forward_flops,
-    write_json_atomic,
+    write_bench_json,
 )
 from bench.distill import DistillModels, DistillSetup, build_models, encode_class_features
 
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print("\n## Upstream / ours, same models, same process")
     print(format_table(["classes", "batch", "ours images/s", "upstream images/s", "upstream / ours"], ratios))
     if args.json:
-        write_json_atomic(args.json, {"machine": info, "prec": setup.precision.description, "rows": rows})
+        write_bench_json(args.json, {"machine": info, "prec": setup.precision.description, "rows": rows})
     return rows
 
 

@@ -31,7 +31,7 @@ from bench.common import (
     format_table,
     get_arch,
     machine_info,
-    write_json_atomic,
+    write_bench_json,
 )
 from bench.synthetic_data import write_jpegs
 from dassl.engine import resolve_precision
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_table(["workers", "seconds", "images/s", "vs 0 workers"], table))
     payload = {"machine": info, "args": vars(args), "rows": rows}
     if args.json:
-        write_json_atomic(args.json, payload)
+        write_bench_json(args.json, payload)
     return payload
 
 

@@ -24,8 +24,9 @@ from typing import Any
 
 from dassl.data.datasets import Datum
 from dassl.utils._safe_unpickle import UnsafePickleError, restricted_pickle_load
+from dassl.utils.atomic import write_json_atomic
 
-from .split_io import SplitFileError, datums_to_items, items_to_datums, parse_split_items, write_json_atomic
+from .split_io import SplitFileError, datums_to_items, items_to_datums, parse_split_items
 
 __all__ = [
     "CACHE_FORMAT",

@@ -28,7 +28,6 @@ __all__ = [
     "raise_if_missing",
     "load_json_file",
     "datums_to_items",
-    "write_json_atomic",
     "dumps_split",
 ]
 
@@ -140,12 +139,6 @@ def dumps_split(train: Sequence[Item], val: Sequence[Item], test: Sequence[Item]
     return json.dumps(data, indent=4, separators=(",", ": "))
 
 
-def write_json_atomic(text_or_obj: Any, path: str) -> None:
-    """Write JSON (or an already-serialised string) to ``path`` via a temp file + ``os.replace``."""
-    text = text_or_obj if isinstance(text_or_obj, str) else json.dumps(text_or_obj, separators=(",", ":"))
-    atomic_write_text(text, path)
-
-
 def load_json_file(path: str) -> Any:
     """Load a JSON file; a syntax error becomes `SplitFileError` naming the file, line and column."""
     try:
@@ -178,5 +171,5 @@ def write_split(
     text = dumps_split(
         datums_to_items(train, path_prefix), datums_to_items(val, path_prefix), datums_to_items(test, path_prefix)
     )
-    write_json_atomic(text, filepath)
+    atomic_write_text(text, filepath)
     logger.info("Saved split to %s", filepath)

@@ -1,11 +1,14 @@
 """dassl.utils.atomic: one atomic-write helper for checkpoints, caches, results and configs."""
 
+import datetime
+import json
 import os
 
 import pytest
 import torch
 
 from dassl.utils import atomic_copy_file, atomic_path, atomic_torch_save, atomic_write, atomic_write_text
+from dassl.utils.atomic import write_json_atomic
 
 
 def test_text_and_bytes_replace_the_file_and_leave_no_temp(tmp_path):
@@ -33,6 +36,19 @@ def test_failing_write_keeps_previous_file_and_removes_temp(tmp_path):
             assert os.path.dirname(tmp) == str(tmp_path) and os.path.basename(tmp).startswith(".keep.txt.")
             raise KeyboardInterrupt
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_json_is_compact_by_default_and_indented_on_request(tmp_path):
+    payload = {"items": [["a/b.jpg", 0, "cat"]], "seed": 1}
+    write_json_atomic(payload, tmp_path / "cache.json")
+    assert (tmp_path / "cache.json").read_text() == '{"items":[["a/b.jpg",0,"cat"]],"seed":1}'
+    write_json_atomic({"when": datetime.date(2026, 1, 2)}, tmp_path / "bench.json", indent=2, default=str)
+    assert (tmp_path / "bench.json").read_text() == '{\n  "when": "2026-01-02"\n}'
+    assert json.loads((tmp_path / "bench.json").read_text()) == {"when": "2026-01-02"}
+    with pytest.raises(TypeError):
+        write_json_atomic({"bad": object()}, tmp_path / "cache.json")
+    assert json.loads((tmp_path / "cache.json").read_text()) == payload
+    assert sorted(os.listdir(tmp_path)) == ["bench.json", "cache.json"]
 
 
 def test_torch_save_and_copy_round_trip(tmp_path):

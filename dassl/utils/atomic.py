@@ -10,10 +10,11 @@ The temp file lives in the target's directory (``os.replace`` is atomic only wit
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import torch
@@ -64,6 +65,16 @@ def atomic_write_text(text: str, path: str | os.PathLike, encoding: str = "utf-8
     """Write ``text`` to ``path`` atomically."""
     with atomic_write(path, "w", encoding=encoding) as f:
         f.write(text)
+
+
+def write_json_atomic(
+    payload: Any, path: str | os.PathLike, *, indent: int | None = None, default: Callable[[Any], Any] | None = None
+) -> None:
+    """``payload`` as JSON at ``path``, atomically: compact without ``indent`` (caches), ``", "`` / ``": "``
+    separators with it (files people read). ``default`` converts values JSON cannot encode, as in `json.dump`."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    with atomic_write(path) as f:
+        json.dump(payload, f, indent=indent, separators=separators, default=default)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -24,7 +24,7 @@ from PIL import Image
 
 from dassl.errors import ImageFileError, InputFileError
 
-from .atomic import atomic_write
+from .atomic import atomic_write, write_json_atomic
 
 __all__ = [
     "mkdir_if_missing",
@@ -73,8 +73,7 @@ def write_json(obj: Any, fpath: str | os.PathLike) -> None:
 
     A bare file name writes into the current directory (upstream called ``makedirs("")`` and failed).
     """
-    with atomic_write(fpath) as f:
-        json.dump(obj, f, indent=4, separators=(",", ": "))
+    write_json_atomic(obj, fpath, indent=4)
 
 
 def set_random_seed(seed: int, deterministic: bool = False) -> None:
