@@ -362,6 +362,76 @@ def _(c: Ctx):
     return c.world.train_argv(c.run, "TRAINER.PROMPTKD.TEACHER_CKPT", str(evil)), (str(evil), "posix.system")
 
 
+def _ensemble(c: Ctx, teachers: list[str], *opts: str) -> list[str]:
+    """The run's command line with a teacher ensemble instead of TEACHER_CKPT."""
+    return c.world.train_argv(c.run, "TRAINER.PROMPTKD.TEACHER_CKPT", "", "TRAINER.PROMPTKD.TEACHERS", repr(teachers),
+                              *opts)  # fmt: skip
+
+
+@case("ensemble-with-one-clip-for-two-teachers")
+def _(c: Ctx):
+    one_clip = repr([str(c.world.teacher_clip)])
+    argv = _ensemble(c, [str(c.world.teacher_dir), "none"], "TRAINER.PROMPTKD.TEACHER_CLIPS", one_clip)
+    return argv, ("TRAINER.PROMPTKD.TEACHER_CLIPS has 1 entries", "TEACHERS has 2")
+
+
+@case("ensemble-with-a-negative-weight")
+def _(c: Ctx):
+    argv = _ensemble(c, [str(c.world.teacher_dir), "none"], "TRAINER.PROMPTKD.TEACHER_WEIGHTS", "[1.0, -0.5]")
+    return argv, ("TRAINER.PROMPTKD.TEACHER_WEIGHTS", ">= 0", "-0.5")
+
+
+@case("ensemble-with-all-weights-zero")
+def _(c: Ctx):
+    argv = _ensemble(c, [str(c.world.teacher_dir), "none"], "TRAINER.PROMPTKD.TEACHER_WEIGHTS", "[0.0, 0.0]")
+    return argv, ("TRAINER.PROMPTKD.TEACHER_WEIGHTS", "all zero")
+
+
+@case("ensemble-with-one-weight-for-two-teachers")
+def _(c: Ctx):
+    argv = _ensemble(c, [str(c.world.teacher_dir), "none"], "TRAINER.PROMPTKD.TEACHER_WEIGHTS", "[1.0]")
+    return argv, ("TRAINER.PROMPTKD.TEACHER_WEIGHTS has 1 values for 2 teachers",)
+
+
+@case("ensemble-and-teacher-ckpt-both-set")
+def _(c: Ctx):
+    argv = c.world.train_argv(c.run, "TRAINER.PROMPTKD.TEACHERS", repr([str(c.world.teacher_dir), "none"]))
+    return argv, ("TRAINER.PROMPTKD.TEACHER_CKPT", "TEACHERS are both set")
+
+
+@case("ensemble-weights-without-teachers")
+def _(c: Ctx):
+    return c.world.train_argv(c.run, "TRAINER.PROMPTKD.TEACHER_WEIGHTS", "[1.0]"), ("TRAINER.PROMPTKD.TEACHERS",)
+
+
+@case("ensemble-with-a-missing-teacher")
+def _(c: Ctx):
+    missing = str(c.tmp / "second-teacher.pth.tar")
+    return _ensemble(c, [str(c.world.teacher_dir), missing]), (missing, "TRAINER.PROMPTKD.TEACHERS[1]")
+
+
+@case("unknown-student-design")
+def _(c: Ctx):
+    return c.world.train_argv(c.run, "TRAINER.PROMPTKD.STUDENT_DESIGN", "promptsrc"), (
+        "TRAINER.PROMPTKD.STUDENT_DESIGN",
+        "'promptsrc'",
+        "coop",
+    )
+
+
+@case("student-of-other-classes-than-the-teacher")
+def _(c: Ctx):
+    names = (c.run / "classnames.txt").read_text().splitlines()
+    names[0], names[1] = names[1], names[0]  # the student was distilled with two labels swapped
+    (c.run / "classnames.txt").write_text("".join(f"{name}\n" for name in names))
+    out = c.tmp / "eval"
+    return c.world.train_argv(out, flags=("--eval-only", "--model-dir", str(c.run))), (
+        str(c.run / "classnames.txt"),
+        f"label 0 is {names[0]!r} vs {names[1]!r}",
+        "DATASET.NAME Caltech101",
+    )
+
+
 # --- checkpoints of the run
 @case("resume-checkpoint-with-pickled-code")
 def _(c: Ctx):

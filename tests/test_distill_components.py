@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dassl.config import get_cfg_default
+from dassl.errors import ConfigError
 from tests.helpers.trainer_runs import NUM_CLASSES, read_results, run_env_train
-from trainers.common import ClassSubsetEvaluator, base_novel_subsets, mixture_target
+from trainers.common import ClassSubsetEvaluator, FrozenTeacher, TeacherEnsemble, base_novel_subsets, mixture_target
 from trainers.promptkd import STUDENT_DESIGNS, PromptKD
 
 CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx"
@@ -58,6 +60,17 @@ def test_the_mixture_is_a_distribution_and_a_one_teacher_mixture_is_that_teacher
     alone = F.softmax(logits[1] / 2.0, dim=-1)
     assert torch.equal(mixture_target([logits[0], logits[1]], (0.0, 1.0), 2.0), alone)  # weight 0: not evaluated
     assert torch.equal(mixture_target([logits[1], logits[1].clone()], (0.7, 0.3), 2.0), alone)  # identical teachers
+
+
+def test_teachers_of_different_class_lists_are_refused_naming_both():
+    def teacher(names: list[str], source: str) -> FrozenTeacher:
+        return FrozenTeacher(nn.Identity(), 100.0, torch.eye(len(names), 4), names, source, runs=1)
+
+    with pytest.raises(ConfigError, match=r"label 1 is 'b' vs 'c'\) \(teacher 1, A / teacher 2, B\)"):
+        TeacherEnsemble([teacher(["a", "b"], "A"), teacher(["a", "c"], "B")])
+    with pytest.raises(ConfigError, match=r"2 vs 3 classes\) \(teacher 1, A / teacher 3, C\)"):
+        TeacherEnsemble([teacher(["a", "b"], "A"), teacher(["a", "b"], "B"), teacher(["a", "b", "c"], "C")])
+    assert len(TeacherEnsemble([teacher(["a", "b"], "A"), teacher(["a", "b"], "B")], (2.0, 1.0))) == 2
 
 
 # ------------------------------------------------------------------------------------------------ student designs

@@ -57,6 +57,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.compilation import compiled_forward
 from dassl.engine.evaluation import no_test_images
 from dassl.engine.rng_state import preserved_rng_state
+from dassl.engine.run_classnames import CLASSNAMES_FILE, read_classnames_file
 from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
 from dassl.utils.process_group import get_rank, get_world_size
 
@@ -70,6 +71,7 @@ from .common import (
     base_novel_subsets,
     build_teacher,
     check_input_size,
+    check_same_classes,
     evaluate_class_subsets,
     freeze_by_name,
     ivlp_design,
@@ -418,6 +420,7 @@ class PromptKD(CLIPPromptTrainer):
         return expected - {"text_features"}
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
+        self.check_student_classes(directory)
         super().load_model(directory, epoch)
         self._class_features_stale = self._class_features_stale and not directory  # loaded: the file's features
 
@@ -430,6 +433,28 @@ class PromptKD(CLIPPromptTrainer):
             return fixed_classifier(student.prompted, student.class_features)
         return FixedClassifier(
             student.image_encoder, student.text_features, student.logit_scale, projector=student.VPT_image_trans
+        )
+
+    def check_student_classes(self, directory: str) -> None:
+        """A student's stored class features are indexed by the labels of its run: they must be this run's.
+
+        The run folder's ``classnames.txt`` (written by ``train.py``) names the classes the student was distilled
+        on; they have to be the classes the teachers encode here, in the same order, or every prediction would be
+        read with the wrong names. Folders without the file (upstream's) are not checked.
+        """
+        path = osp.join(directory, CLASSNAMES_FILE) if directory else ""
+        if not path or not osp.isfile(path):
+            return
+        here = f"the classes of DATASET.NAME {self.cfg.DATASET.NAME} under {self.cfg.DATASET.ROOT}"
+        if self.teachers is not None:
+            here += f", encoded by {self.teachers.first.source}"
+        check_same_classes(
+            read_classnames_file(path),
+            f"the student in {directory}, distilled on the classes of {path}",
+            self.dm.dataset.classnames,
+            here,
+            "evaluate the student on the dataset it was distilled on (same class names, same order), or distil "
+            "a student for this one",
         )
 
     @property

@@ -25,7 +25,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 import clip
-from dassl.errors import CheckpointMismatchError, InputFileError
+from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
 from dassl.utils import load_checkpoint
 from dassl.utils.checkpoint_files import resolve_checkpoint_file, strip_module_prefix
 
@@ -44,6 +44,7 @@ __all__ = [
     "TeacherEnsemble",
     "TeacherView",
     "build_teacher",
+    "check_same_classes",
     "mixture_target",
     "normalized_weights",
     "infer_teacher_design",
@@ -261,6 +262,25 @@ def build_teacher(
     return teacher  # the text tower and prompt learner go with ``model`` here
 
 
+def check_same_classes(
+    expected: Sequence[str], expected_source: str, found: Sequence[str], found_source: str, fix: str
+) -> None:
+    """ConfigError naming both sources when two class lists (label order included) differ.
+
+    Class features and distributions are indexed by label, so two lists that differ anywhere (a class, the order,
+    the count) mean that logits of one cannot be read with the other's labels.
+    """
+    expected, found = list(expected), list(found)
+    if expected == found:
+        return
+    label = next((j for j, (a, b) in enumerate(zip(expected, found, strict=False)) if a != b), None)
+    if label is None:
+        difference = f"{len(expected)} vs {len(found)} classes"
+    else:
+        difference = f"label {label} is {expected[label]!r} vs {found[label]!r}"
+    raise ConfigError(f"different class lists ({difference})", f"{expected_source} / {found_source}", fix)
+
+
 def normalized_weights(weights: Sequence[float], count: int, key: str = "teacher weights") -> tuple[float, ...]:
     """Mixture weights summing to 1: ``weights`` (empty = equal) validated for ``count`` teachers.
 
@@ -312,16 +332,14 @@ class TeacherEnsemble(nn.Module):
             raise ValueError("a teacher ensemble needs at least one teacher")
         first = teachers[0]
         for i, teacher in enumerate(teachers[1:], start=2):
-            if teacher.classnames != first.classnames:
-                diff = next(
-                    (j for j, (a, b) in enumerate(zip(first.classnames, teacher.classnames, strict=False)) if a != b),
-                    min(len(first.classnames), len(teacher.classnames)),
-                )
-                raise ValueError(
-                    f"teachers 1 and {i} classify different class lists ({len(first.classnames)} vs "
-                    f"{len(teacher.classnames)} classes, first difference at label {diff}): their distributions "
-                    "cannot be mixed; build every teacher for the distillation dataset's classes"
-                )
+            check_same_classes(
+                first.classnames,
+                f"teacher 1, {first.source}",
+                teacher.classnames,
+                f"teacher {i}, {teacher.source}",
+                "build every teacher for the distillation dataset's classes; distributions over other classes "
+                "cannot be mixed",
+            )
         self.teachers = nn.ModuleList(teachers)
         self.weights = normalized_weights(weights, len(teachers))
 
