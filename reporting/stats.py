@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 CI95_Z = 1.96  # normal approximation, as upstream's --ci95
 
 
@@ -24,20 +26,15 @@ class Stat:
     partial: bool = False
 
 
-def sample_std(values: list[float] | tuple[float, ...]) -> float | None:
-    """Sample standard deviation (ddof=1); None below two values."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+def spread_of(values: list[float] | tuple[float, ...], ci95: bool, ddof: int = 1) -> float | None:
+    """NumPy's std of ``values`` with ``ddof``, or with ``ci95`` the 95% confidence half-width ``1.96 * s / sqrt(n)``.
 
-
-def spread_of(values: list[float] | tuple[float, ...], ci95: bool) -> float | None:
-    """Sample std, or the 95% confidence half-width ``1.96 * s / sqrt(n)``."""
-    std = sample_std(values)
-    if std is None:
+    ``ddof=1`` (sample std) for our tables; ``ddof=0`` (population std) is what upstream's tool prints. None when
+    there are not more than ``ddof`` values (a single seed has no sample std).
+    """
+    if len(values) <= ddof:
         return None
+    std = float(np.std(values, ddof=ddof))
     return CI95_Z * std / math.sqrt(len(values)) if ci95 else std
 
 

@@ -11,7 +11,6 @@ a run with only ``results.jsonl`` is read from that.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 
 from reporting.logparse import FINISH_SIGNALS, RESULT_SIGNAL, log_files, parse_log_file, upstream_metric_regex
 from reporting.runs import FINAL_PHASES, RESULTS_FILE, read_results_jsonl
-from reporting.stats import CI95_Z
+from reporting.stats import spread_of
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +30,6 @@ class UpstreamOutcome:
 
     found: bool  # at least one value was printed
     skipped: list[str]  # entries that had no usable result
-
-
-def population_spread(values: list[float], ci95: bool) -> float:
-    """Upstream's spread: NumPy ``std`` (ddof=0), or ``1.96 * std / sqrt(n)`` with ``--ci95``."""
-    std = float(np.std(values))
-    return CI95_Z * std / math.sqrt(len(values)) if ci95 else std
 
 
 def read_run_value(run_dir: str, keyword: str, test_log: bool) -> tuple[str, float] | None:
@@ -88,7 +81,7 @@ def parse_experiment(
         write("===")
         return None, skipped
     mean = float(np.mean(values))
-    write(f"* average {keyword}: {mean:.1f}% +- {population_spread(values, ci95):.1f}%")
+    write(f"* average {keyword}: {mean:.1f}% +- {spread_of(values, ci95, ddof=0):.1f}%")
     write("===")
     return mean, skipped
 
