@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch.multiprocessing as mp
 
 import train
 from tests.helpers.toy_engine import make_toy_dataset, toy_argv
+from tests.helpers.trainer_runs import free_port
 
 # No dropout/augmentation and sequential sampling: every step sees the same global batch in both runs.
 DDP_OPTS = {
@@ -22,12 +22,6 @@ DDP_OPTS = {
     "OPTIM.LR": 0.1,
     "TRAINER.TOYNET.EXTRA_HEAD": True,  # a trainable registered module outside self.model (explicit grad sync)
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
@@ -45,7 +39,7 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 def test_two_process_gloo_matches_single_process(tmp_path):
     root = make_toy_dataset(str(tmp_path / "toy"))
     out_ddp = tmp_path / "ddp"
-    mp.spawn(_worker, args=(2, _free_port(), root, str(out_ddp)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), root, str(out_ddp)), nprocs=2, join=True)
 
     out_one = tmp_path / "one"
     single = train.main(toy_argv(root, str(out_one), opts=DDP_OPTS))

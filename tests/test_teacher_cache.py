@@ -4,6 +4,7 @@ runs that fill or read the cache log the losses and accuracies of an uncached ru
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from dassl.errors import ConfigError
 from tests.helpers.tiny_clip import save_tiny_clip
-from tests.helpers.trainer_runs import TEACHER_CLIP, distil_zero_shot
+from tests.helpers.trainer_runs import TEACHER_CLIP, distil_zero_shot, free_port
 from trainers.common import FrozenTeacher, TeacherCache, TeacherView, batch_probe, tensor_fingerprint
 from trainers.promptkd import PromptKD
 
@@ -240,3 +241,29 @@ def test_cache_settings_are_checked_before_anything_is_written(trainer_env, tmp_
     with pytest.raises(ConfigError, match="is a file"):
         distil_zero_shot(trainer_env, tmp_path / "b", kd_step_losses, "TRAINER.PROMPTKD.TEACHER_CACHE", str(a_file))
     assert a_file.read_text() == "x" and kd_step_losses == []
+
+
+def _ddp_worker(rank: int, world: int, port: int, env: dict, out: str, cache: str, expect_hits: bool) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    _, _, trainer = distil_zero_shot(env, out, [], "TRAINER.PROMPTKD.TEACHER_CACHE", cache)
+    assert trainer.distributed
+    cached = trainer.teacher_cache
+    steps = 2 * trainer.num_batches
+    assert (cached.hits, cached.misses) == ((steps, 0) if expect_hits else (0, steps)), (rank, cached.summary())
+
+
+@pytest.mark.slow
+def test_ddp_ranks_keep_their_own_caches(trainer_env, tmp_path):
+    import torch.multiprocessing as mp
+
+    cache = tmp_path / "cache"
+    for run, expect_hits in (("fill", False), ("hit", True)):
+        args = (2, free_port(), trainer_env, str(tmp_path / run), str(cache), expect_hits)
+        mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)
+    folders = sorted(p.name for p in cache.iterdir())
+    assert len(folders) == 2  # one fingerprint per rank: each rank sees its own share of the views
+    for folder in folders:
+        assert list((cache / folder / "teacher0").glob("epoch*-shard0.pt"))

@@ -115,6 +115,15 @@ def distil_zero_shot(env: dict[str, str], out: Path, losses: list[float], *opts:
     return list(losses[start:]), [r["metrics"] for r in final], trainer
 
 
+def free_port() -> int:
+    """A free localhost TCP port for a test's torch.distributed rendezvous (MASTER_PORT)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def read_results(output: Path | str) -> list[dict]:
     """The records of ``output/results.jsonl``."""
     path = Path(output) / "results.jsonl"
