@@ -256,16 +256,16 @@ def run(args: argparse.Namespace, cfg):
     state = config_state(cfg, cfg.OUTPUT_DIR) if env_rank() == 0 else "same"
     if state == "new":
         save_config(cfg, cfg.OUTPUT_DIR)
+    elif state == "changed":
+        logger.info("config differs from %s: it is replaced once this run succeeds", CONFIG_FILE)
     classnames = list(trainer.lab2cname.values())
     if env_rank() == 0:  # the class names of the model this run trains or evaluates, for predict.py
         write_run_classnames(classnames, cfg.OUTPUT_DIR, replace=False)
-    elif state == "changed":
-        logger.info("config differs from %s: it is replaced once this run succeeds", CONFIG_FILE)
     if args.eval_only:
         trainer.test()
     elif not args.no_train:
         trainer.train()
-    if env_rank() == 0 and write_run_classnames(classnames, cfg.OUTPUT_DIR, replace=True):
+    if env_rank() == 0 and not args.eval_only and write_run_classnames(classnames, cfg.OUTPUT_DIR, replace=True):
         logger.info("classnames.txt updated to the classes of this run")
     if state == "changed":
         kept = replace_config(cfg, cfg.OUTPUT_DIR)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from dassl.data.datasets import build_dataset
 from dassl.errors import InputFileError
 from dassl.utils import read_image
 from tests.helpers.dataset_fixtures import make_dataset_cfg, write_image
-from tests.helpers.trainer_runs import ROOT, last_accuracy, run_train
+from tests.helpers.trainer_runs import ROOT, last_accuracy, read_results, run_train
 
 CLASSES = ["red fox", "blue jay", "green frog", "grey seal", "gold fish"]
 
@@ -327,3 +328,25 @@ def test_other_teachers_distil_on_the_folder(teacher, folder_world, trainer_env,
     labels = tmp_path / "labels.csv"
     predict("--model-dir", out, folder_world["root"] / "test", "--output", labels)
     assert csv_accuracy(read_csv(labels)) == pytest.approx(last_accuracy(out, "final"))
+
+
+def test_classnames_flag_for_a_run_without_saved_names(folder_world, tmp_path):
+    run = tmp_path / "old_run"
+    shutil.copytree(folder_world["student"], run)
+    (run / "classnames.txt").unlink()
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"my {c}" for c in CLASSES) + "\n")
+    with_flag, original = tmp_path / "flag.csv", tmp_path / "original.csv"
+    predict("--model-dir", run, folder_world["root"] / "test", "--classnames", names, "--output", with_flag)
+    predict("--model-dir", folder_world["student"], folder_world["root"] / "test", "--output", original)
+    renamed = [{**r, "label": f"my {r['label']}"} for r in read_csv(original)]
+    assert read_csv(with_flag) == renamed
+
+
+def test_base2novel_on_a_folder_scores_base_and_novel_classes(folder_world, trainer_env, tmp_path):
+    out = tmp_path / "student"
+    opts = [*kd_opts(trainer_env, str(folder_world["teacher"]))]
+    opts[opts.index("cross")] = "base2novel"
+    run_train(folder_argv(trainer_env, folder_world["root"], "PromptKD", "vit_b16_c2_ep20_batch8_4+4ctx", out, *opts))
+    final = [r for r in read_results(out) if r.get("phase") == "final"]
+    assert {r.get("classes") for r in final} >= {"base", "new"}

@@ -22,7 +22,9 @@ dataset or CLIP file, for people who embed the student in their own code::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import pickle
 from collections.abc import Callable, Mapping, Sequence
@@ -243,7 +245,11 @@ def eval_transform(input_cfg: Mapping[str, Any]) -> Any:
     for key, value in _plain(dict(input_cfg)).items():
         cfg.INPUT[key] = CfgNode(value) if isinstance(value, dict) else value
     cfg.INPUT.SIZE = tuple(cfg.INPUT.SIZE)
-    return build_transform(cfg, is_train=False)
+    described = io.StringIO()
+    with contextlib.redirect_stdout(described):  # the engine prints the pipeline; a library call logs it
+        transform = build_transform(cfg, is_train=False)
+    logger.debug("%s", described.getvalue().rstrip())
+    return transform
 
 
 @dataclass
