@@ -331,9 +331,12 @@ def test_other_teachers_distil_on_the_folder(teacher, folder_world, trainer_env,
 
 
 def test_classnames_flag_for_a_run_without_saved_names(folder_world, tmp_path):
+    """An older run: no classnames.txt (``--classnames FILE``), a config key this version does not define."""
     run = tmp_path / "old_run"
     shutil.copytree(folder_world["student"], run)
     (run / "classnames.txt").unlink()
+    with open(run / "config.yaml", "a") as f:  # a key of a plugin not loaded now (or of another version)
+        f.write("PLUGIN_OPTIONS:\n  SOMETHING: 1\n")
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"my {c}" for c in CLASSES) + "\n")
     with_flag, original = tmp_path / "flag.csv", tmp_path / "original.csv"

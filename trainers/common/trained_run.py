@@ -53,15 +53,25 @@ class TrainedRun:
 
 def load_run_config(path: str) -> CfgNode:
     """The run's ``config.yaml`` merged onto the defaults of the registered packages (unfrozen)."""
+    try:
+        return _merged_run_config(path, allow_unknown=False)
+    except Exception as err:  # yacs: an unknown key (another version, a plugin not loaded now), a type, YAML syntax
+        message = " ".join(str(err.args[0] if err.args else err).split())
+        if "Unknown config key" not in message:
+            raise ConfigError(
+                f"the run's config cannot be read: {message}", path, "re-create the run with train.py"
+            ) from err
+    # Keys this version does not define cannot matter to the trainer built from it (it reads only its own).
+    logger.warning("%s has config keys this version does not define; they are ignored: %s", path, message)
+    return _merged_run_config(path, allow_unknown=True)
+
+
+def _merged_run_config(path: str, allow_unknown: bool) -> CfgNode:
     cfg = get_cfg_default()
     apply_cfg_defaults(cfg)
-    try:
-        cfg.merge_from_file(path)
-    except Exception as err:  # yacs: an unknown key (a newer or older run), a type mismatch, YAML syntax
-        message = " ".join(str(err.args[0] if err.args else err).split())
-        raise ConfigError(
-            f"the run's config cannot be read: {message}", path, "re-create the run with train.py"
-        ) from err
+    cfg.set_new_allowed(allow_unknown)
+    cfg.merge_from_file(path)
+    cfg.set_new_allowed(False)
     return cfg
 
 
