@@ -187,6 +187,16 @@ def test_cached_runs_give_the_uncached_losses_and_accuracies(trainer_env, tmp_pa
     assert re.search(rf"teacher cache: {steps} hits, 0 misses \(\d+\.\d MiB in ", log)
 
 
+def test_fp16_cache_fill_and_hit_runs_agree(trainer_env, tmp_path, kd_step_losses):
+    cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"), "TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE", "fp16")
+    fill_losses, fill_acc, fill = distil_zero_shot(trainer_env, tmp_path / "fill", kd_step_losses, *cache)
+    hit_losses, hit_acc, hit = distil_zero_shot(trainer_env, tmp_path / "hit", kd_step_losses, *cache)
+    assert hit.teacher_cache.misses == 0 and hit.teacher_cache.hits == len(hit_losses) > 0
+    assert fill_losses == hit_losses and fill_acc == hit_acc  # rounded to fp16 on the miss as on the hit
+    shard = next((tmp_path / "cache").rglob("*.pt"))
+    assert torch.load(shard, weights_only=True)["features"][0].dtype == torch.float16
+
+
 def test_changed_seed_transform_or_teacher_misses(trainer_env, tmp_path, kd_step_losses):
     cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
     _, _, fill = distil_zero_shot(trainer_env, tmp_path / "fill", kd_step_losses, *cache)
