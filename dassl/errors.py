@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "ConfigError",
+    "FileContentError",
     "ImageFileError",
     "InputFileError",
     "NonFiniteLossError",
@@ -56,6 +57,11 @@ class ConfigError(UserError, ValueError):
 
 class InputFileError(UserError, FileNotFoundError):
     """An input the run needs (dataset root, split file, image, weights) is missing or unreadable."""
+
+
+class FileContentError(UserError, ValueError):
+    """An input file exists but its content cannot be used: a dataset's annotation list, class list, split or
+    cache, a run's results, a reference table."""
 
 
 class ImageFileError(UserError, OSError):

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dassl.data.datasets import SUBSAMPLE_CHOICES, Datum, subsample_classes
-from dassl.errors import InputFileError
+from dassl.errors import ConfigError, InputFileError
 
 from .split_builders import list_visible
 
@@ -39,7 +39,7 @@ DATASETS_DOC = "DATASETS.md"
 def _cfg_choice(cfg: Any, key: str, default: str, choices: Sequence[str]) -> str:
     value = str(getattr(cfg.DATASET, key, default))
     if value not in choices:
-        raise ValueError(f"DATASET.{key} must be one of {list(choices)}, got {value!r}")
+        raise ConfigError(f"DATASET.{key} must be one of {list(choices)}, got {value!r}")
     return value
 
 
@@ -59,7 +59,7 @@ def finalize_dataset(
         train_x, test_out = subsample_classes(train, test, subsample=subsample)
         return train_x, test_out, test_out
     if val is None:
-        raise ValueError(
+        raise ConfigError(
             f"DATASET.VAL_SOURCE is 'val' but {cfg.DATASET.NAME or 'this dataset'} has no validation split "
             "(ImageNet uses its official val images as the test set); use DATASET.VAL_SOURCE test"
         )
@@ -71,7 +71,7 @@ def dataset_root(cfg: Any) -> str:
     """``DATASET.ROOT`` expanded (``~``) and made absolute; every image path a reader produces is absolute."""
     root = str(cfg.DATASET.ROOT or "")
     if not root:
-        raise ValueError(
+        raise ConfigError(
             "DATASET.ROOT is empty: set it (--root or DATASET.ROOT) to the folder holding the dataset folders "
             f"(e.g. ROOT/oxford_pets); see {DATASETS_DOC}"
         )

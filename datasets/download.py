@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.error_boundary import run_with_error_boundary
 from dassl.utils.transfer import (
     DownloadError,
     HubTransport,
@@ -42,7 +43,6 @@ from dassl.utils.transfer import (
     fetch_verified,
     remove_tree,
     require_free_space,
-    run_command,
 )
 
 from .common import DATASETS_DOC
@@ -340,7 +340,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"repository type of --repo (default: {MIRROR_REPO_TYPE}, then dataset if no such repository)",
     )
     parser.add_argument("--revision", default="main", help="branch, tag or commit of the mirror to use")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="also print the traceback of an error (or PROMPTKD_DEBUG=1)"
+    )
     return parser
 
 
@@ -365,8 +367,10 @@ def run(args: argparse.Namespace, transport: Transport) -> int:
         try:
             listing = {f.name: f for f in transport.list_files()}
         except DownloadError as err:
+            # a refusal (401/403) of a public mirror means a bad token; anything else is the network
+            check = "check or unset HF_TOKEN" if "failed: refused" in str(err) else "check the connection"
             raise DownloadError(
-                f"{err}; check the connection (or a proxy / HF_ENDPOINT), or download the archives by hand from "
+                f"{err}; {check} (or a proxy / HF_ENDPOINT), or download the archives by hand from "
                 f"{transport.source} and unzip them into {root} (see {DATASETS_DOC})"
             ) from err
     root.mkdir(parents=True, exist_ok=True)
@@ -392,7 +396,7 @@ def main(argv: Sequence[str] | None = None, transport: Transport | None = None) 
         fallback = "dataset" if args.repo_type is None else None
         transport = HubTransport(args.repo, args.repo_type or MIRROR_REPO_TYPE, args.revision, fallback)
     with cli_logging(__name__, "dassl.utils.transfer"):
-        return run_command(lambda: run(args, transport), args.debug)
+        return run_with_error_boundary(lambda: run(args, transport), ["--debug"] if args.debug else [])
 
 
 if __name__ == "__main__":

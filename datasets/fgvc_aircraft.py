@@ -6,6 +6,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import FileContentError
 
 from .reader_base import BenchmarkDataset, Lists, annotation_lines
 
@@ -37,7 +38,11 @@ fgvc_aircraft/   (the archive's data/ folder, renamed)
             fields = line.split(" ")
             classname = " ".join(fields[1:])
             if classname not in cname2lab:
-                raise ValueError(f"{path}:{lineno}: variant {classname!r} is not listed in variants.txt")
+                raise FileContentError(
+                    f"variant {classname!r} is not listed in variants.txt",
+                    f"{path}:{lineno}",
+                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                )
             impath = os.path.join(self.image_dir, fields[0] + ".jpg")
             items.append(Datum(impath=impath, label=cname2lab[classname], classname=classname, check=False))
         return items

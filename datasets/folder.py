@@ -28,7 +28,7 @@ from typing import Any
 
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, base_new_labels, sample_few_shot
 from dassl.engine.run_classnames import read_classnames_file
-from dassl.errors import InputFileError
+from dassl.errors import ConfigError, InputFileError
 
 from .common import SUBSAMPLE_CHOICES, VAL_SOURCE_CHOICES, dataset_root, make_rng, reader_seed
 
@@ -111,7 +111,7 @@ class Folder(DatasetBase):
         rng = make_rng(reader_seed(cfg))
         train = sample_few_shot(train, int(cfg.DATASET.NUM_SHOTS), rng=rng)
         if str(cfg.DATASET.get("VAL_SOURCE", "test")) not in VAL_SOURCE_CHOICES:
-            raise ValueError(f"DATASET.VAL_SOURCE must be one of {list(VAL_SOURCE_CHOICES)}")
+            raise ConfigError(f"DATASET.VAL_SOURCE must be one of {list(VAL_SOURCE_CHOICES)}")
         if cfg.DATASET.get("VAL_SOURCE", "test") == "test":
             val = test
         classnames, (train, val, test) = self._subsample(cfg, classnames, train, val, test)
@@ -188,7 +188,7 @@ class Folder(DatasetBase):
         """``DATASET.SUBSAMPLE_CLASSES`` over the class list (base = the first ceil(C/2) classes), relabelled."""
         subsample = str(cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"))
         if subsample not in SUBSAMPLE_CHOICES:
-            raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {list(SUBSAMPLE_CHOICES)}, got {subsample!r}")
+            raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be one of {list(SUBSAMPLE_CHOICES)}, got {subsample!r}")
         if subsample == "all":
             return classnames, lists
         base, new = base_new_labels(range(len(classnames)))

@@ -11,7 +11,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.errors import InputFileError
+from dassl.errors import FileContentError, InputFileError
 
 from .cache import fingerprint, hash_files, read_cached_lists, read_upstream_lists, write_cached_lists
 from .reader_base import BenchmarkDataset, read_classnames
@@ -40,7 +40,11 @@ imagenet/
             lists = read_upstream_lists(pickle_path, self.dataset_dir)
             for key in ("train", "test"):
                 if key not in lists:
-                    raise ValueError(f"{pickle_path} has no {key!r} list (keys: {sorted(lists)})")
+                    raise FileContentError(
+                        f"upstream cache has no {key!r} list (keys: {sorted(lists)})",
+                        pickle_path,
+                        "delete the file to let the reader build the split from the image folders",
+                    )
             return lists["train"], None, lists["test"], "pickle:" + hash_files([pickle_path])
 
         self._require_raw_files()
@@ -91,9 +95,10 @@ imagenet/
         items = []
         for label, folder in enumerate(self._class_folders(split_dir)):
             if folder not in classnames:
-                raise KeyError(
-                    f"{split_dir}/{folder}: wnid {folder!r} is not in {self.dataset_dir}/classnames.txt; the image "
-                    "folders must be exactly the wnids listed there (see DATASETS.md, ImageNet val layout)"
+                raise FileContentError(
+                    f"wnid {folder!r} of {split_dir}/{folder} is not in classnames.txt",
+                    f"{self.dataset_dir}/classnames.txt",
+                    "the image folders must be exactly the wnids listed there (see DATASETS.md, ImageNet val layout)",
                 )
             class_dir = os.path.join(split_dir, folder)
             for name in list_visible(class_dir):

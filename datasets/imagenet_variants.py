@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from dassl.data.datasets import Datum
+from dassl.errors import FileContentError
 
 from .reader_base import TestOnlyDataset, read_classnames
 from .split_builders import list_visible
@@ -27,9 +28,11 @@ class WnidFolderDataset(TestOnlyDataset):
         folders = [f for f in list_visible(image_dir) if f not in self.ignored_entries]
         unknown = [f for f in folders if f not in classnames]
         if unknown:
-            raise KeyError(
-                f"{type(self).__name__}: folder(s) {unknown[:5]} in {image_dir} are not wnids listed in "
-                f"{self.dataset_dir}/classnames.txt (copy ImageNet's classnames.txt there; see DATASETS.md)"
+            raise FileContentError(
+                f"{type(self).__name__}: folder(s) {unknown[:5]} are not wnids listed in "
+                f"{self.dataset_dir}/classnames.txt",
+                image_dir,
+                "copy ImageNet's classnames.txt there (see DATASETS.md)",
             )
         items = []
         for label, wnid in enumerate(folders):

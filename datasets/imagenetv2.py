@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.errors import InputFileError
+from dassl.errors import FileContentError, InputFileError
 
 from .reader_base import TestOnlyDataset, read_classnames
 from .split_builders import list_visible
@@ -27,9 +27,11 @@ imagenetv2/
     def read_items(self) -> list[Datum]:
         classnames = list(read_classnames(self.require("classnames.txt")).values())
         if len(classnames) < NUM_CLASSES:
-            raise ValueError(
-                f"{self.dataset_dir}/classnames.txt has {len(classnames)} classes; ImageNetV2 needs all "
-                f"{NUM_CLASSES} ImageNet lines in order (copy imagenet/classnames.txt)"
+            raise FileContentError(
+                f"classnames.txt has {len(classnames)} classes; ImageNetV2 needs all {NUM_CLASSES} ImageNet lines "
+                "in order",
+                f"{self.dataset_dir}/classnames.txt",
+                "copy imagenet/classnames.txt there",
             )
         image_dir = self.require(self.image_folder)
         missing = [str(y) for y in range(NUM_CLASSES) if not os.path.isdir(os.path.join(image_dir, str(y)))]

@@ -7,6 +7,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.errors import FileContentError
 
 from .reader_base import BenchmarkDataset, Lists
 from .split_builders import split_label_groups
@@ -37,7 +38,11 @@ oxford_flowers/
             groups.setdefault(int(value), []).append(os.path.join(self.image_dir, f"image_{i + 1:05d}.jpg"))
         missing = [v for v in groups if str(v) not in cat_to_name]
         if missing:
-            raise KeyError(f"{self.dataset_dir}/cat_to_name.json has no name for label value(s) {missing[:10]}")
+            raise FileContentError(
+                f"no class name for label value(s) {missing[:10]} of imagelabels.mat",
+                f"{self.dataset_dir}/cat_to_name.json",
+                "restore the cat_to_name.json of DATASETS.md",
+            )
         return split_label_groups(
             ((value - 1, cat_to_name[str(value)], paths) for value, paths in groups.items()), 0.5, 0.2, rng
         )

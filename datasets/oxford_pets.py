@@ -6,6 +6,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import FileContentError
 
 from .common import subsample_classes
 from .reader_base import BenchmarkDataset, Lists, annotation_lines
@@ -46,7 +47,11 @@ oxford_pets/
         for lineno, line in annotation_lines(path):
             fields = line.split(" ")
             if len(fields) != 4 or not fields[1].isdigit():
-                raise ValueError(f"{path}:{lineno}: expected '<image> <class id> <species> <breed id>', got {line!r}")
+                raise FileContentError(
+                    f"expected '<image> <class id> <species> <breed id>', got {line!r}",
+                    f"{path}:{lineno}",
+                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                )
             stem, class_id = fields[0], int(fields[1])
             breed = "_".join(stem.split("_")[:-1]).lower()
             impath = os.path.join(self.image_dir, stem + ".jpg")

@@ -20,7 +20,7 @@ import random
 from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
-from dassl.errors import InputFileError
+from dassl.errors import FileContentError, InputFileError
 
 from .cache import (
     cache_dir,
@@ -57,7 +57,11 @@ def read_classnames(text_file: str) -> dict[str, str]:
             if not parts[0]:
                 continue
             if len(parts) < 2:
-                raise ValueError(f"{text_file}:{lineno}: expected '<wnid> <class name>', got {line.strip()!r}")
+                raise FileContentError(
+                    f"expected '<wnid> <class name>', got {line.strip()!r}",
+                    f"{text_file}:{lineno}",
+                    "fix the line (one wnid and its class name per line)",
+                )
             classnames[parts[0]] = " ".join(parts[1:])
     return classnames
 
@@ -180,7 +184,11 @@ class BenchmarkDataset(DatasetBase):
         logger.info("Loading preprocessed few-shot data from %s", pickle_path)
         lists = read_upstream_lists(pickle_path, self.dataset_dir)
         if "train" not in lists:
-            raise ValueError(f"Upstream few-shot cache {pickle_path} has no 'train' list (keys: {sorted(lists)})")
+            raise FileContentError(
+                f"upstream few-shot cache has no 'train' list (keys: {sorted(lists)})",
+                pickle_path,
+                "delete the file to let the reader sample the shots again",
+            )
         return lists["train"], lists.get("val", val)
 
 

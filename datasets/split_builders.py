@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dassl.data.datasets import Datum
+from dassl.errors import FileContentError
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ def split_trainval(
     for label, idxs in groups.items():
         n_val = round(len(idxs) * p_val)
         if n_val <= 0:
-            raise ValueError(
-                f"split_trainval: label {label} ({trainval[idxs[0]].classname!r}) has {len(idxs)} item(s), so "
-                f"round({len(idxs)} * {p_val}) = 0 validation items; every class needs at least 3 trainval images"
+            raise FileContentError(
+                f"class {trainval[idxs[0]].classname!r} has {len(idxs)} trainval image(s), so "
+                f"round({len(idxs)} * {p_val}) = 0 validation items",
+                f"label {label}",
+                "every class needs at least 3 trainval images",
             )
         rng.shuffle(idxs)
         for n, idx in enumerate(idxs):
@@ -78,9 +81,11 @@ def split_label_groups(
         n_train, n_val = round(n * p_trn), round(n * p_val)
         n_test = n - n_train - n_val
         if n_train <= 0 or n_val <= 0 or n_test <= 0:
-            raise ValueError(
-                f"Class {classname!r} (label {label}) has {n} image(s): split {n_train}/{n_val}/{n_test} "
-                "(train/val/test) leaves an empty part; every class needs at least 4 images"
+            raise FileContentError(
+                f"class {classname!r} has {n} image(s): split {n_train}/{n_val}/{n_test} (train/val/test) leaves "
+                "an empty part",
+                f"label {label}",
+                "every class needs at least 4 images",
             )
 
         parts = (images[:n_train], images[n_train : n_train + n_val], images[n_train + n_val :])

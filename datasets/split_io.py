@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dassl.data.datasets import Datum
-from dassl.errors import InputFileError, UserError
+from dassl.errors import FileContentError, InputFileError
 from dassl.utils.atomic import atomic_write_text
 
 __all__ = [
@@ -37,7 +37,7 @@ SPLIT_KEYS = ("train", "val", "test")
 _MAX_LISTED = 5
 
 
-class SplitFileError(UserError, ValueError):
+class SplitFileError(FileContentError):
     """A split/cache JSON file is malformed; the message names the file and the problem."""
 
 

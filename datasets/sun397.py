@@ -6,6 +6,7 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import FileContentError
 
 from .reader_base import BenchmarkDataset, Lists, annotation_lines
 from .split_builders import split_trainval
@@ -46,7 +47,11 @@ sun397/
             imname = line[1:]
             key = os.path.dirname(imname)
             if key not in cname2lab:
-                raise ValueError(f"{path}:{lineno}: class {key!r} of {line!r} is not listed in ClassName.txt")
+                raise FileContentError(
+                    f"class {key!r} of {line!r} is not listed in ClassName.txt",
+                    f"{path}:{lineno}",
+                    "fix the line or restore the dataset's original ClassName.txt (see DATASETS.md)",
+                )
             impath = os.path.join(self.image_dir, imname)
             items.append(Datum(impath=impath, label=cname2lab[key], classname=sun_classname(key), check=False))
         return items

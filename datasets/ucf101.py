@@ -7,6 +7,7 @@ import random
 import re
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import FileContentError
 
 from .reader_base import BenchmarkDataset, Lists, annotation_lines
 from .split_builders import split_trainval
@@ -37,7 +38,11 @@ ucf101/
         for lineno, line in annotation_lines(os.path.join(lists, "classInd.txt")):
             fields = line.split(" ")
             if len(fields) != 2 or not fields[0].isdigit():
-                raise ValueError(f"{lists}/classInd.txt:{lineno}: expected '<index> <Action>', got {line!r}")
+                raise FileContentError(
+                    f"expected '<index> <Action>', got {line!r}",
+                    f"{lists}/classInd.txt:{lineno}",
+                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                )
             cname2lab[fields[1]] = int(fields[0]) - 1
         trainval = self.read_data(cname2lab, os.path.join(lists, "trainlist01.txt"))
         test = self.read_data(cname2lab, os.path.join(lists, "testlist01.txt"))
@@ -50,7 +55,11 @@ ucf101/
         for lineno, line in annotation_lines(path):
             action, _, filename = line.split(" ")[0].partition("/")
             if action not in cname2lab:
-                raise ValueError(f"{path}:{lineno}: action {action!r} is not listed in classInd.txt")
+                raise FileContentError(
+                    f"action {action!r} is not listed in classInd.txt",
+                    f"{path}:{lineno}",
+                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                )
             renamed = rename_action(action)
             impath = os.path.join(self.image_dir, renamed, filename.replace(".avi", ".jpg"))
             items.append(Datum(impath=impath, label=cname2lab[action], classname=renamed, check=False))

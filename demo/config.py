@@ -51,6 +51,10 @@ ALLOWED_RUN_KEYS = frozenset(
 SECTIONS = ("GENERATOR", "PRETRAIN", "TEACHER", "STUDENT", "DEMO_ONLY")
 DEMO_ONLY_KEYS = frozenset({"KD_WEIGHT"})
 
+# Keys the pipeline reads back from a run section (the teacher's output path and checkpoint epoch), checked
+# when the preset is loaded so that a preset without them fails before anything is written.
+REQUIRED_RUN_KEYS = {"TEACHER": ("DATASET.NUM_SHOTS", "OPTIM.MAX_EPOCH")}
+
 
 @dataclass(frozen=True)
 class DemoPreset:
@@ -75,7 +79,7 @@ class DemoPreset:
         opts = self.teacher_opts if run == "TEACHER" else self.student_opts
         pairs = dict(zip(opts[::2], opts[1::2], strict=False))
         if key not in pairs:
-            raise KeyError(f"{self.path}: section {run} does not set {key}")
+            raise ConfigError(f"section {run} does not set {key}", self.path, f"add '{key} <value>' to the section")
         return pairs[key]
 
 
@@ -167,6 +171,9 @@ def load_preset(name_or_path: str = "default") -> DemoPreset:
     student = flatten_overrides(_section(data, "STUDENT", path), f"{path} STUDENT")
     for run, opts in (("TEACHER", teacher), ("STUDENT", student)):
         pairs = dict(zip(opts[::2], opts[1::2], strict=False))
+        for key in REQUIRED_RUN_KEYS.get(run, ()):
+            if key not in pairs:
+                raise ConfigError(f"section {run} does not set {key}", path, f"add {key} to the {run} section")
         size = _size_tuple(pairs.get("INPUT.SIZE", "(224, 224)"))
         if size != (image_size, image_size):
             raise ConfigError(

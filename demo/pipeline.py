@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dassl.errors import ConfigError, FileContentError, InputFileError, UserError
 from dassl.utils.atomic import atomic_copy_file, atomic_write_text
 from reporting.runs import FINAL_PHASES, read_results_jsonl
 
@@ -47,6 +48,7 @@ TEACHER_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
 STUDENT_CFG = "vit_b16_c2_ep20_batch8_4+4ctx"
 MARKER = ".promptkd-demo"  # marks an output folder the demo owns (so re-runs may clear their own sub-folders)
 OWNED = ("data", "base2new", "teacher_model", "cache", "results_table.txt", "summary.json")
+RERUN_HINT = "re-run python -m demo (--verbose shows the training output)"
 EPOCH_LOSS = re.compile(r"epoch \[(\d+)/\d+\] batch \[(\d+)/(\d+)\].*?loss [0-9.eE+-]+ \(([0-9.eE+-]+)\)")
 
 
@@ -108,7 +110,7 @@ def _prepare_output(output_dir: Path) -> None:
 
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the run did not record its results")
+        raise InputFileError("the run did not record its results", path, RERUN_HINT)
     return read_results_jsonl(str(path))
 
 
@@ -122,14 +124,16 @@ def _final_accuracy(output: Path, classes: str) -> float:
         and r.get("phase") in FINAL_PHASES
     ]
     if not records:
-        raise ValueError(f"{output / 'results.jsonl'} has no final test result for the {classes!r} classes")
+        raise FileContentError(
+            f"no final test result for the {classes!r} classes", output / "results.jsonl", RERUN_HINT
+        )
     return float(records[-1]["metrics"]["accuracy"])
 
 
 def _summary_record(output: Path) -> dict:
     records = [r for r in _read_jsonl(output / "results.jsonl") if r.get("event") == "summary"]
     if not records:
-        raise ValueError(f"{output / 'results.jsonl'} has no PromptKD base/novel summary record")
+        raise FileContentError("no PromptKD base/novel summary record", output / "results.jsonl", RERUN_HINT)
     return records[-1]
 
 
@@ -145,7 +149,9 @@ def kd_loss_by_epoch(log_file: str | os.PathLike) -> list[float]:
         if match:
             per_epoch[int(match.group(1))] = float(match.group(4))
     if not per_epoch:
-        raise ValueError(f"{log_file} has no training iteration lines (is TRAIN.PRINT_FREQ larger than an epoch?)")
+        raise FileContentError(
+            "no training iteration lines", log_file, "set TRAIN.PRINT_FREQ to at most the batches of one epoch"
+        )
     return [per_epoch[e] for e in sorted(per_epoch)]
 
 
@@ -155,7 +161,9 @@ def published_kd_weight(dataset_key: str = DATASET_KEY) -> float:
         key, _, value = line.partition(":")
         if key.strip() == dataset_key and not key.strip().startswith("#"):
             return float(value)
-    raise KeyError(f"configs/kd_weights.yaml has no entry for {dataset_key!r}")
+    raise ConfigError(
+        f"no KD weight for the dataset {dataset_key!r}", "configs/kd_weights.yaml", f"add a line '{dataset_key}: <w>'"
+    )
 
 
 def _kd_weight(preset: DemoPreset) -> float:
@@ -210,7 +218,9 @@ def _parse_table(directory: Path) -> str:
     with contextlib.redirect_stdout(buffer):
         status = parse_test_res_main([str(directory)])
     if status != 0:
-        raise RuntimeError(f"parse_test_res.py {directory} failed with status {status}:\n{buffer.getvalue()}")
+        raise UserError(
+            f"parse_test_res.py failed with status {status}", directory, "see its error line above; then re-run"
+        )
     return buffer.getvalue()
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dassl.errors import ConfigError
 from dassl.utils import write_json
 
 __all__ = [
@@ -85,9 +86,9 @@ def class_list(colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = 
     """
     unknown = [c for c in colours if c not in COLOURS] + [s for s in shapes if s not in SHAPES]
     if unknown:
-        raise ValueError(f"unknown colours/shapes {unknown}; allowed colours {list(COLOURS)}, shapes {list(SHAPES)}")
+        raise ConfigError(f"unknown colours/shapes {unknown}; allowed colours {list(COLOURS)}, shapes {list(SHAPES)}")
     if len(colours) < 2 or len(shapes) < 2 or len(set(colours)) < len(colours) or len(set(shapes)) < len(shapes):
-        raise ValueError(f"need at least 2 distinct colours and 2 distinct shapes, got {colours} x {shapes}")
+        raise ConfigError(f"need at least 2 distinct colours and 2 distinct shapes, got {colours} x {shapes}")
     n_colours, n_shapes = len(colours), len(shapes)
     n_base = math.ceil(n_colours * n_shapes / 2)
     base, novel = [], []
@@ -98,7 +99,7 @@ def class_list(colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = 
             (base if j in chosen else novel).append((colour, shape))
     unseen = sorted(({c for c, _ in novel} - {c for c, _ in base}) | ({s for _, s in novel} - {s for _, s in base}))
     if unseen:
-        raise ValueError(
+        raise ConfigError(
             f"{n_colours} colours x {n_shapes} shapes leave {unseen} out of the base classes, so the novel classes "
             "would not be combinations of seen words; use a grid whose sides differ by less (e.g. 6 x 5)"
         )

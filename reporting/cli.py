@@ -153,6 +153,7 @@ def _main(args: argparse.Namespace) -> int:
         raise InputFileError(
             "results folder not found (not a folder)", args.directory, "pass the folder the runs wrote into"
         )
+    reference = load_reference(args.compare) if args.compare else None  # checked before any output is written
     if args.table == "upstream" or (args.table == "auto" and (args.multi_exp or args.test_log)):
         return _run_upstream_mode(args)
     runs = collect_runs(args.directory)
@@ -166,8 +167,7 @@ def _main(args: argparse.Namespace) -> int:
         )
     root_label = os.path.basename(os.path.abspath(args.directory))
     tables = build_tables(runs, args.table, args.keyword, args.ci95, args.seeds, args.source, root_label)
-    if args.compare:
-        reference = load_reference(args.compare)
+    if reference is not None:
         for table in tables:
             attach_reference(table, reference, args.ref_method)
     _emit(render(tables, args.format, args.decimals), args.output)

@@ -16,11 +16,14 @@ import difflib
 import json
 import logging
 
+from dassl.errors import FileContentError, InputFileError
 from reporting.datasets import canonical_dataset
 from reporting.stats import harmonic_mean
 from reporting.tables import Table
 
 logger = logging.getLogger(__name__)
+
+EXAMPLE_REFERENCE = "configs/reference/promptkd_cvpr2024.json"
 
 SECTIONS = {
     "base2novel": ("base2novel",),
@@ -34,15 +37,21 @@ def load_reference(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"--compare file {path!r} not found; pass a JSON file such as configs/reference/promptkd_cvpr2024.json"
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise InputFileError(
+            "--compare file not found", path, f"pass a JSON file such as {EXAMPLE_REFERENCE}"
         ) from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--compare file {path!r} is not valid JSON: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f"{path}, line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError) else path
+        problem = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise FileContentError(
+            f"--compare file is not valid JSON: {problem}", where, f"fix it or start from {EXAMPLE_REFERENCE}"
+        ) from None
     if not isinstance(data, dict) or not any(s in data for names in SECTIONS.values() for s in names):
         known = sorted({s for names in SECTIONS.values() for s in names})
-        raise ValueError(f"--compare file {path!r} has none of the sections {known}; see reporting/reference.py")
+        raise FileContentError(
+            f"--compare file has none of the sections {known}", path, f"see {EXAMPLE_REFERENCE} for the layout"
+        )
     return data
 
 

@@ -10,10 +10,12 @@ command is byte-identical afterwards (``log.txt`` may only grow at its end).
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ import torch
 
 import train
 from tests.helpers.cli_runner import REPO, CommandRunner, Completed
-from tests.helpers.dataset_fixtures import make_caltech101, write_image
+from tests.helpers.dataset_fixtures import make_caltech101, make_fgvc_aircraft, make_oxford_pets, write_image
 from tests.helpers.tiny_clip import save_tiny_clip
 
 STUDENT_CLIP = {"seed": 0}
@@ -139,6 +141,7 @@ class Ctx:
     tmp: Path
     protected: list[Path] = field(default_factory=list)  # more folders whose files must not change
     env: dict[str, str | None] = field(default_factory=dict)
+    hub: str = ""  # URL of a hub endpoint that answers every request with 401
     marker: Path | None = None  # must not exist afterwards (pickled code would create it)
     cwd: Path | None = None  # working directory of the command (default: the scratch folder)
 
@@ -306,6 +309,32 @@ def _(c: Ctx):
     image = c.test_image(data)
     image.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG" + os.urandom(64))
     return c.world.train_argv(c.run, data=data), (str(image),)
+
+
+@case("annotation-line-malformed")
+def _(c: Ctx):
+    pets = make_oxford_pets(c.tmp / "pets")
+    c.protected.append(pets.root)
+    annotations = pets.dataset_dir / "annotations" / "trainval.txt"
+    lines = annotations.read_text().splitlines()
+    lines[2] = "Bengal_1 three 1 1"
+    annotations.write_text("\n".join(lines) + "\n")
+    argv = c.world.train_argv(c.run, data=pets.root)
+    argv = _argv_with(argv, "--dataset-config-file", str(REPO / "configs/datasets/oxford_pets.yaml"))
+    return argv, (f"{annotations}:3", "Bengal_1 three 1 1")
+
+
+@case("annotation-class-not-listed")
+def _(c: Ctx):
+    aircraft = make_fgvc_aircraft(c.tmp / "aircraft")
+    c.protected.append(aircraft.root)
+    listing = aircraft.dataset_dir / "images_variant_val.txt"
+    lines = listing.read_text().splitlines()
+    lines[1] = lines[1].split(" ")[0] + " Concorde"
+    listing.write_text("\n".join(lines) + "\n")
+    argv = c.world.train_argv(c.run, data=aircraft.root)
+    argv = _argv_with(argv, "--dataset-config-file", str(REPO / "configs/datasets/fgvc_aircraft.yaml"))
+    return argv, (f"{listing}:2", "'Concorde'", "variants.txt")
 
 
 # --- CLIP weights
@@ -546,6 +575,89 @@ def _(c: Ctx):
     return [str(REPO / "parse_test_res.py"), str(exp)], (str(exp),)
 
 
+@case("parse-compare-malformed-json")
+def _(c: Ctx):
+    reference = write(c.tmp / "reference.json", '{"base2novel": {"PromptKD":\n  {"Caltech101": [1, }}}\n')
+    return [str(REPO / "parse_test_res.py"), str(c.run), "--compare", str(reference)], (
+        f"{reference}, line 2",
+        "not valid JSON",
+    )
+
+
+@case("parse-compare-missing-file")
+def _(c: Ctx):
+    missing = c.tmp / "reference.json"
+    return [str(REPO / "parse_test_res.py"), str(c.run), "--compare", str(missing)], (str(missing),)
+
+
+@case("parse-compare-without-sections")
+def _(c: Ctx):
+    reference = write(c.tmp / "reference.json", json.dumps({"PromptKD": {"Caltech101": 97.0}}))
+    return [str(REPO / "parse_test_res.py"), str(c.run), "--compare", str(reference)], (str(reference), "base2novel")
+
+
+# --- download commands
+class _Unauthorized(http.server.BaseHTTPRequestHandler):
+    """A hub that refuses every request as an invalid token would be refused."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def refusing_hub():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unauthorized)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@case("download-datasets-offline")
+def _(c: Ctx):
+    c.cwd = REPO
+    c.env["HF_HUB_OFFLINE"] = "1"
+    root = c.tmp / "datasets"
+    return ["-m", "datasets.download", "dtd", "--root", str(root)], ("HF_HUB_OFFLINE=1", str(root))
+
+
+@case("download-datasets-credentials-refused")
+def _(c: Ctx):
+    c.cwd = REPO
+    c.env.update(HF_ENDPOINT=c.hub, HF_TOKEN="hf_not_a_valid_token", HF_HUB_OFFLINE=None)
+    root = c.tmp / "datasets"
+    return ["-m", "datasets.download", "dtd", "--root", str(root)], ("401 Unauthorized", "HF_TOKEN", str(root))
+
+
+@case("download-datasets-root-under-a-file")
+def _(c: Ctx):
+    blocker = write(c.tmp / "blocker", "a file where the datasets folder's parent should be\n")
+    c.protected.append(c.tmp)
+    c.cwd = REPO
+    return ["-m", "datasets.download", "imagenet", "--root", str(blocker / "data")], (str(blocker / "data"),)
+
+
+@case("download-teachers-unreachable")
+def _(c: Ctx):
+    c.cwd = REPO
+    c.env.update(https_proxy="http://127.0.0.1:9", HTTPS_PROXY=None, no_proxy=None, NO_PROXY=None)
+    dest = c.tmp / "teacher_model"
+    return ["-m", "trainers.download_teachers", "eurosat", "--dest", str(dest)], (
+        "drive.google.com",
+        "unreachable",
+        str(dest),
+    )
+
+
 # --- demo
 @case("demo-unknown-preset")
 def _(c: Ctx):
@@ -560,6 +672,17 @@ def _(c: Ctx):
     c.env["PROMPTKD_CACHE_DIR"] = str(c.tmp / "cache")
     c.cwd = REPO
     return ["-m", "demo", "--preset", "small", "--output-dir", str(blocker)], (str(blocker),)
+
+
+@case("demo-preset-without-a-required-key")
+def _(c: Ctx):
+    text = (REPO / "configs/demo/small.yaml").read_text()
+    preset = write(c.tmp / "preset.yaml", text.replace("  DATASET:\n    NUM_SHOTS: 8\n", "", 1))
+    c.cwd = REPO
+    return ["-m", "demo", "--preset", str(preset), "--output-dir", str(c.tmp / "demo")], (
+        str(preset),
+        "DATASET.NUM_SHOTS",
+    )
 
 
 @case("demo-script-unknown-preset")
@@ -702,11 +825,11 @@ def _(c: Ctx):
 
 # ------------------------------------------------------------------------------------------------ the test
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_ends_in_one_clear_line_and_changes_nothing(name, world, runner, tmp_path):
+def test_bad_input_ends_in_one_clear_line_and_changes_nothing(name, world, runner, refusing_hub, tmp_path):
     rc, setup = CASES[name]
     run = tmp_path / "run"
     shutil.copytree(world.run, run)
-    ctx = Ctx(world, run, tmp_path / "scratch")
+    ctx = Ctx(world, run, tmp_path / "scratch", hub=refusing_hub)
     ctx.tmp.mkdir()
     argv, expected = setup(ctx)
     folders = [run, world.teacher_dir, world.data, *ctx.protected]

@@ -11,6 +11,7 @@ import pytest
 
 import datasets
 from dassl.data.datasets import DATASET_REGISTRY, Datum
+from dassl.errors import FileContentError
 from tests.helpers import dataset_fixtures as fx
 
 
@@ -82,7 +83,7 @@ def test_imagenet_unknown_wnid_folder_is_explained(tmp_path) -> None:
     fixture = fx.make_imagenet(tmp_path / "data", num_classes=2)
     for split in ("train", "val"):
         fx.write_image(fixture.dataset_dir / "images" / split / "ILSVRC2012_val_00000001" / "x.JPEG")
-    with pytest.raises(KeyError, match="ILSVRC2012_val_00000001.*classnames.txt"):
+    with pytest.raises(FileContentError, match="ILSVRC2012_val_00000001.*classnames.txt"):
         build(tmp_path / "data", "ImageNet", tmp_path / "cache")
 
 

@@ -376,8 +376,14 @@ def test_bad_reference_file(tmp_path, capsys):
     root = _promptkd_tree(tmp_path / "output")
     bad = tmp_path / "ref.json"
     bad.write_text('{"something": {}}')
-    with pytest.raises(ValueError, match="has none of the sections"):
-        main([root, "--compare", str(bad)])
+    assert main([root, "--compare", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # checked before any table is printed
+    line = captured.err.strip().splitlines()[-1]
+    assert line.startswith("error: --compare file has none of the sections") and str(bad) in line
+    bad.write_text('{"base2novel": {,}}')
+    assert main([root, "--compare", str(bad)]) == 1
+    assert f"({bad}, line 1, column 17)" in capsys.readouterr().err
 
 
 def test_plot_is_written(tmp_path, capsys):

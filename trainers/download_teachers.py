@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from yacs.config import CfgNode as CN
 
+from dassl.error_boundary import run_with_error_boundary
 from dassl.utils import load_checkpoint
 from dassl.utils.transfer import (
     ARCHIVE_SUFFIXES,
@@ -44,7 +45,6 @@ from dassl.utils.transfer import (
     fetch_verified,
     is_archive,
     remove_tree,
-    run_command,
 )
 
 from .common import infer_teacher_design
@@ -355,7 +355,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dest", default="teacher_model", help="teacher folder (default: ./teacher_model)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be fetched and where, fetch nothing")
     parser.add_argument("--folder-id", default=TEACHER_FOLDER_ID, help="Google Drive folder id of the release")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="also print the traceback of an error (or PROMPTKD_DEBUG=1)"
+    )
     return parser
 
 
@@ -374,7 +376,7 @@ def main(argv: Sequence[str] | None = None, transport: Transport | None = None) 
     transport = transport or DriveFolderTransport(args.folder_id)
     dest = Path(args.dest).expanduser().absolute()
     with cli_logging(__name__, "dassl.utils.transfer"):
-        return run_command(lambda: run(args, transport, dest), args.debug)
+        return run_with_error_boundary(lambda: run(args, transport, dest), ["--debug"] if args.debug else [])
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ class SimpleTrainer(EvaluationMixin, IterationLogMixin, TrainerBase):
         self.loaded_epoch: int | None = None
 
         if cfg.TEST.FINAL_MODEL not in _FINAL_MODELS:
-            raise ValueError(
+            raise ConfigError(
                 f"TEST.FINAL_MODEL={cfg.TEST.FINAL_MODEL!r} is not supported; use one of {list(_FINAL_MODELS)}"
             )
         with _config_errors():

@@ -31,6 +31,8 @@ from typing import IO, Protocol
 
 from tqdm import tqdm
 
+from dassl.errors import UserError
+
 __all__ = [
     "DownloadError",
     "RemoteFile",
@@ -43,7 +45,6 @@ __all__ = [
     "require_free_space",
     "remove_tree",
     "cli_logging",
-    "run_command",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
-class DownloadError(Exception):
-    """A download, an archive or a downloaded file was refused; the message is one actionable line."""
+class DownloadError(UserError):
+    """A download, an archive or a downloaded file was refused; the message is one actionable line (a user error:
+    the commands' error boundary prints it as ``error: ...`` without a traceback)."""
 
 
 @dataclass(frozen=True)
@@ -335,17 +337,3 @@ def cli_logging(*names: str) -> Iterator[None]:
             root_logger.removeHandler(handler)
         for name, level in saved.items():
             logging.getLogger(name or None).setLevel(level)
-
-
-def run_command(body: Callable[[], int], debug: bool) -> int:
-    """A command's error boundary: a `DownloadError` becomes one ``error: ...`` line and exit code 1.
-
-    ``debug`` (the commands' ``--debug``) lets the exception and its traceback through instead.
-    """
-    try:
-        return body()
-    except DownloadError as err:
-        if debug:
-            raise
-        logger.error("error: %s", err)
-        return 1
