@@ -28,7 +28,15 @@ from reporting.stats import harmonic_mean
 
 from .config import REPO_ROOT
 
-__all__ = ["KD_LOSS_RATIO_MAX", "STUDENT_TEACHER_HM_MIN", "cpu_description", "learned", "record_of", "summarise"]
+__all__ = [
+    "KD_LOSS_RATIO_MAX",
+    "STUDENT_TEACHER_HM_MIN",
+    "cpu_description",
+    "learned",
+    "markdown_table",
+    "record_of",
+    "summarise",
+]
 
 KD_LOSS_RATIO_MAX = 0.6  # last-epoch KD loss / first-epoch KD loss: a fall of at least 40%
 STUDENT_TEACHER_HM_MIN = 0.7  # student HM / teacher HM
@@ -118,6 +126,31 @@ def summarise(records: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _span(group: Sequence[dict], key: str, digits: int) -> str:
+    values = [float(r[key]) for r in group]
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """The README's table: one row per preset and thread count, min-max of each figure over the data seeds."""
+    lines = [
+        "| preset | threads | data seeds | learned | teacher HM | student HM | student / teacher HM | KD loss first "
+        "epoch | last epoch | last / first |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["preset"], record["threads"]), []).append(record)
+    for (preset, threads), group in sorted(groups.items(), key=lambda item: (item[0][0] != "default", item[0])):
+        seeds = ", ".join(str(s) for s in sorted(r["data_seed"] for r in group))
+        lines.append(
+            f"| {preset} | {threads} | {seeds} | {sum(learned(r) for r in group)}/{len(group)} | "
+            f"{_span(group, 'teacher_hm', 1)} | {_span(group, 'student_hm', 1)} | {_span(group, 'hm_ratio', 2)} | "
+            f"{_span(group, 'kd_first', 1)} | {_span(group, 'kd_last', 1)} | {_span(group, 'kd_ratio', 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def read_runs(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -132,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--keep", action="store_true", help="keep each run's output folder (default: only its line)")
     parser.add_argument("--summary-only", action="store_true", help="print the summary of runs.jsonl, run nothing")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the summary as the README's markdown table (min-max)"
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error too")
     return parser
 
@@ -167,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.flush()
                 if not args.keep:
                     shutil.rmtree(run_dir)
-    sys.stdout.write(summarise(read_runs(runs_file)))
+    records = read_runs(runs_file)
+    sys.stdout.write(markdown_table(records) if args.markdown else summarise(records))
     return 0
 
 

@@ -24,7 +24,7 @@ from demo.pretrain import (
     make_caption,
     pretrained_clips,
 )
-from demo.robustness import KD_LOSS_RATIO_MAX, STUDENT_TEACHER_HM_MIN, learned, record_of, summarise
+from demo.robustness import KD_LOSS_RATIO_MAX, STUDENT_TEACHER_HM_MIN, learned, markdown_table, record_of, summarise
 from demo.shapes import class_list, write_caltech_layout
 from reporting.stats import harmonic_mean
 from tests.helpers import dataset_fixtures as fx
@@ -228,6 +228,8 @@ def test_robustness_records_apply_both_learning_criteria():
     assert "preset small, 1 thread(s): 2 runs (data seeds [0, 1]), 1 learned" in text
     assert "kd_ratio    min    0.500  median    0.625  max    0.750" in text
     assert text.splitlines()[-1].startswith("CPU: ")
+    table = markdown_table([good, other]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| small | 1 | 0, 1 | 1/2 | 58.3-68.6 | 45.0-55.0 |")
 
 
 def test_kd_loss_is_read_per_epoch_from_the_log(tmp_path):
