@@ -34,6 +34,7 @@ from yacs.config import CfgNode as CN
 
 from dassl.error_boundary import run_with_error_boundary
 from dassl.utils import load_checkpoint
+from dassl.utils.checkpoint_files import strip_module_prefix
 from dassl.utils.transfer import (
     ARCHIVE_SUFFIXES,
     DownloadError,
@@ -180,7 +181,7 @@ def check_teacher(path: Path, teacher: ReleasedTeacher) -> str:
             f"released {teacher.name} teacher has {RELEASED_DESIGN[0]}/{RELEASED_DESIGN[1]} with "
             f"{RELEASED_DESIGN[2]}+{RELEASED_DESIGN[3]}"
         )
-    entries = {key.removeprefix("module."): value for key, value in state.items()}
+    entries = {strip_module_prefix(key): value for key, value in state.items()}
     widths = (int(entries["prompt_learner.ctx"].shape[-1]), int(entries["image_encoder.VPT"].shape[-1]))
     if widths != (TEXT_WIDTH, VISION_WIDTH):
         raise DownloadError(

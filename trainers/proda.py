@@ -394,6 +394,5 @@ class ProDA(CoOpTextPromptTrainer):
         summary = {"loss": terms["loss"].item(), "acc": compute_accuracy(terms["logits"], label)[0].item()}
         if "diversity" in terms:
             summary["div"] = terms["diversity"].item()
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
+        self.update_lr_after_last_batch()
         return summary

@@ -59,6 +59,7 @@ from dassl.engine.evaluation import no_test_images
 from dassl.engine.rng_state import preserved_rng_state
 from dassl.engine.run_classnames import CLASSNAMES_FILE, read_classnames_file
 from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
+from dassl.utils.checkpoint_files import strip_module_prefix
 from dassl.utils.process_group import get_rank, get_world_size
 
 from .common import (
@@ -397,7 +398,8 @@ class PromptKD(CLIPPromptTrainer):
         """Evaluation without a teacher: size the projector and feature buffer from the student checkpoint."""
         if not isinstance(model, PromptKDStudent) or model.materialized:
             return
-        features = state_dict.get("text_features", state_dict.get("module.text_features"))
+        stored = (value for key, value in state_dict.items() if strip_module_prefix(key) == "text_features")
+        features = next(stored, None)
         if features is None:
             self.expected_load_keys(set(), state_dict)  # raises: no teacher and no stored features
             raise AssertionError("unreachable")
@@ -408,7 +410,7 @@ class PromptKD(CLIPPromptTrainer):
         """Upstream student files lack the stored text features; the teacher's (computed at build) are used then."""
         if not isinstance(self.prompt_model, PromptKDStudent):
             return expected
-        if any(key.split("module.")[-1] == "text_features" for key in state_dict):
+        if any(strip_module_prefix(key) == "text_features" for key in state_dict):
             return expected
         if self.teachers is None:
             raise CheckpointMismatchError(
@@ -515,15 +517,14 @@ class PromptKD(CLIPPromptTrainer):
     def forward_backward(self, batch: dict) -> dict:
         image = self.parse_batch_train(batch)
         node = self.cfg.TRAINER.PROMPTKD
-        view = TeacherView(self.epoch, self.batch_idx, (self.batch_idx + 1) == self.num_batches)
+        view = TeacherView(self.epoch, self.batch_idx, self.is_last_batch())
         target = self.teacher_target(image, view)
         with self.autocast():
             student_logits = getattr(self, "student_forward", self.model)(image)  # set in before_train
         loss = float(node.KD_WEIGHT) * kl_target_loss(student_logits, target, float(node.TEMPERATURE))
         self.model_backward_and_update(loss)
         self._class_features_stale = isinstance(self.prompt_model, TextPromptedStudent)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
+        self.update_lr_after_last_batch()
         return {"loss": loss.item()}
 
     def store_student_class_features(self) -> None:

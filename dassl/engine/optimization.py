@@ -41,10 +41,14 @@ class OptimizationMixin:
             if self._scheds[name] is not None:
                 self._scheds[name].step()
 
+    def is_last_batch(self) -> bool:
+        """Whether the batch being trained is the last of its epoch."""
+        return (self.batch_idx + 1) == self.num_batches
+
     def update_lr_after_last_batch(self, names: str | list[str] | None = None) -> bool:
         """Step the schedulers once per epoch, after its last batch (upstream trainers' rule, called from
         ``forward_backward``); returns whether this was the last batch (for other once-per-epoch work)."""
-        last = (self.batch_idx + 1) == self.num_batches
+        last = self.is_last_batch()
         if last:
             self.update_lr(names)
         return last
