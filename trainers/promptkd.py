@@ -447,7 +447,10 @@ class PromptKD(CLIPPromptTrainer):
         path = osp.join(directory, CLASSNAMES_FILE) if directory else ""
         if not path or not osp.isfile(path):
             return
-        here = f"the classes of DATASET.NAME {self.cfg.DATASET.NAME} under {self.cfg.DATASET.ROOT}"
+        if self.inference_only:
+            here = "the class names given for prediction"
+        else:
+            here = f"the classes of DATASET.NAME {self.cfg.DATASET.NAME} under {self.cfg.DATASET.ROOT}"
         if self.teachers is not None:
             here += f", encoded by {self.teachers.first.source}"
         check_same_classes(
