@@ -20,7 +20,6 @@ import csv
 import json
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from dassl.error_boundary import run_with_error_boundary
 from dassl.errors import ConfigError, ImageFileError, InputFileError, OutputDirError, UserError
-from dassl.utils import atomic_write
+from dassl.utils import atomic_write, git_commit
 
 logger = logging.getLogger("predict")
 
@@ -169,14 +168,6 @@ class Predictor:
         return rows
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
 def predictor_from_run(args: argparse.Namespace):
     """(predictor, trainer, run) rebuilt from ``--model-dir`` (engine console lines go to stderr)."""
     from dassl.engine import resolve_precision
@@ -229,7 +220,7 @@ def export_run(args: argparse.Namespace) -> str:
         "trainer": run.cfg.TRAINER.NAME,
         "dataset": run.cfg.DATASET.NAME,
         "config_sha256": run.config_sha256,
-        "git_commit": git_commit(),
+        "git_commit": git_commit(REPO_ROOT),
         "run_dir": run.run_dir,
         "epoch": trainer.loaded_epoch,
     }

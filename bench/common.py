@@ -15,7 +15,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from clip.model import CLIP, VisionTransformer, heads_for_width
+from dassl.utils import git_commit as dassl_git_commit
 from dassl.utils.atomic import write_json_atomic
 
 __all__ = [
@@ -268,12 +268,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 # ------------------------------------------------------------------------------------------------ output
 def git_commit() -> str:
-    try:
-        cmd = ["git", "rev-parse", "--short", "HEAD"]
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+    return dassl_git_commit(REPO, short=True)
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

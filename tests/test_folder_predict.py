@@ -6,6 +6,7 @@ Synthetic images in the Folder layout (colour encodes the class) and the tiny CL
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
@@ -16,7 +17,7 @@ import torch
 
 from dassl.data.datasets import build_dataset
 from dassl.errors import InputFileError
-from dassl.utils import read_image
+from dassl.utils import git_commit, read_image
 from tests.helpers.dataset_fixtures import make_dataset_cfg, write_image
 from tests.helpers.trainer_runs import ROOT, last_accuracy, read_results, run_train
 
@@ -222,7 +223,10 @@ def test_exported_student_predicts_the_same_labels_and_probabilities(folder_worl
     payload = torch.load(exported, weights_only=True)
     assert payload["classnames"] == CLASSES and payload["kind"] == "fixed_classifier"
     assert payload["provenance"]["trainer"] == "PromptKD" and payload["provenance"]["dataset"] == "Folder"
-    assert len(payload["provenance"]["config_sha256"]) == 64
+    config_text = (student / "config.yaml").read_bytes()
+    assert payload["provenance"]["config_sha256"] == hashlib.sha256(config_text).hexdigest()
+    assert payload["provenance"]["git_commit"] == git_commit(ROOT)
+    assert payload["input"]["SIZE"] == [32, 32] and payload["input"]["INTERPOLATION"] == "bicubic"
     assert not any(k.startswith(("transformer.", "token_embedding")) for k in payload["state_dict"])  # no text tower
     from_dir, from_file = tmp_path / "dir.csv", tmp_path / "file.csv"
     predict("--model-dir", student, test_dir, "--output", from_dir, "--topk", "2")

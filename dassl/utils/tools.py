@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import subprocess
 import urllib.request
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ __all__ = [
     "download_url",
     "read_image",
     "collect_env_info",
+    "git_commit",
     "listdir_nohidden",
     "get_most_similar_str_to_a_from_b",
     "check_availability",
@@ -171,3 +173,13 @@ def tolist_if_not(x: Any) -> list:
     if not isinstance(x, list):
         x = [x]
     return x
+
+
+def git_commit(repo_dir: str | os.PathLike, short: bool = False) -> str:
+    """The commit checked out in ``repo_dir`` (provenance of results and exported models), or ``unknown``."""
+    cmd = ["git", "rev-parse", *(["--short"] if short else []), "HEAD"]
+    try:
+        out = subprocess.run(cmd, cwd=repo_dir, capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (out.stdout.strip() if out.returncode == 0 else "") or "unknown"
