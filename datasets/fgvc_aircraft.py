@@ -6,9 +6,8 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.errors import FileContentError
 
-from .reader_base import BenchmarkDataset, Lists, annotation_lines
+from .reader_base import BenchmarkDataset, Lists, annotation_lines, bad_annotation_line
 
 
 @DATASET_REGISTRY.register()
@@ -38,10 +37,10 @@ fgvc_aircraft/   (the archive's data/ folder, renamed)
             fields = line.split(" ")
             classname = " ".join(fields[1:])
             if classname not in cname2lab:
-                raise FileContentError(
+                raise bad_annotation_line(
                     f"variant {classname!r} is not listed in variants.txt",
-                    f"{path}:{lineno}",
-                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                    path,
+                    lineno,
                 )
             impath = os.path.join(self.image_dir, fields[0] + ".jpg")
             items.append(Datum(impath=impath, label=cname2lab[classname], classname=classname, check=False))

@@ -6,10 +6,9 @@ import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.errors import FileContentError
 
 from .common import subsample_classes
-from .reader_base import BenchmarkDataset, Lists, annotation_lines
+from .reader_base import BenchmarkDataset, Lists, annotation_lines, bad_annotation_line
 from .split_builders import split_trainval
 from .split_io import read_split, write_split
 
@@ -47,10 +46,10 @@ oxford_pets/
         for lineno, line in annotation_lines(path):
             fields = line.split(" ")
             if len(fields) != 4 or not fields[1].isdigit():
-                raise FileContentError(
+                raise bad_annotation_line(
                     f"expected '<image> <class id> <species> <breed id>', got {line!r}",
-                    f"{path}:{lineno}",
-                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                    path,
+                    lineno,
                 )
             stem, class_id = fields[0], int(fields[1])
             breed = "_".join(stem.split("_")[:-1]).lower()

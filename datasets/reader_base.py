@@ -48,6 +48,13 @@ def annotation_lines(path: str) -> list[tuple[int, str]]:
         return [(i, line.strip()) for i, line in enumerate(f, 1) if line.strip()]
 
 
+def bad_annotation_line(problem: str, path: str, lineno: int) -> FileContentError:
+    """The error for a malformed line of a dataset's annotation file, naming the file and line."""
+    return FileContentError(
+        problem, f"{path}:{lineno}", "fix the line or restore the dataset's original annotation files (see DATASETS.md)"
+    )
+
+
 def read_classnames(text_file: str) -> dict[str, str]:
     """ImageNet ``classnames.txt``: ``<wnid> <name with spaces>`` per line, in file order."""
     classnames: dict[str, str] = {}

@@ -7,9 +7,8 @@ import random
 import re
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.errors import FileContentError
 
-from .reader_base import BenchmarkDataset, Lists, annotation_lines
+from .reader_base import BenchmarkDataset, Lists, annotation_lines, bad_annotation_line
 from .split_builders import split_trainval
 
 
@@ -38,10 +37,10 @@ ucf101/
         for lineno, line in annotation_lines(os.path.join(lists, "classInd.txt")):
             fields = line.split(" ")
             if len(fields) != 2 or not fields[0].isdigit():
-                raise FileContentError(
+                raise bad_annotation_line(
                     f"expected '<index> <Action>', got {line!r}",
-                    f"{lists}/classInd.txt:{lineno}",
-                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                    f"{lists}/classInd.txt",
+                    lineno,
                 )
             cname2lab[fields[1]] = int(fields[0]) - 1
         trainval = self.read_data(cname2lab, os.path.join(lists, "trainlist01.txt"))
@@ -55,10 +54,10 @@ ucf101/
         for lineno, line in annotation_lines(path):
             action, _, filename = line.split(" ")[0].partition("/")
             if action not in cname2lab:
-                raise FileContentError(
+                raise bad_annotation_line(
                     f"action {action!r} is not listed in classInd.txt",
-                    f"{path}:{lineno}",
-                    "fix the line or restore the dataset's original annotation files (see DATASETS.md)",
+                    path,
+                    lineno,
                 )
             renamed = rename_action(action)
             impath = os.path.join(self.image_dir, renamed, filename.replace(".avi", ".jpg"))
