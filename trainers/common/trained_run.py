@@ -22,7 +22,15 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.run_classnames import CLASSNAMES_FILE, read_classnames_file
 from dassl.errors import CheckpointError, ConfigError, InputFileError
 
-__all__ = ["CONFIG_FILE", "TrainedRun", "build_trained_trainer", "load_run_config", "run_classnames"]
+__all__ = [
+    "CONFIG_FILE",
+    "DEVICES",
+    "TrainedRun",
+    "build_trained_trainer",
+    "load_run_config",
+    "run_classnames",
+    "select_device",
+]
 
 logger = logging.getLogger(__name__)
 
