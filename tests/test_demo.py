@@ -299,3 +299,20 @@ def test_demo_small_learns_for_several_data_seeds(tmp_path, one_thread, data_see
     )
     assert "PromptKD" in result.table and "Caltech101" in result.table
     assert (result.student_dir / "log.txt").is_file() and (result.output_dir / "summary.json").is_file()
+
+
+def test_demo_prints_its_demo_only_settings_at_start(tmp_path, capsys):
+    from demo.__main__ import main
+
+    (tmp_path / "mine.txt").write_text("keep me")  # refused before anything runs, after the opening lines
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(FileExistsError):
+            main(["--preset", "small", "--data-seed", "3", "--output-dir", str(tmp_path), "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)  # main sets the process's torch threads
+    out = capsys.readouterr().out
+    assert "preset small, data seed 3" in out
+    assert "Demo-only settings (not the paper's recipe):" in out
+    assert "TRAINER.PROMPTKD.KD_WEIGHT 300 (demo only; published for caltech101: 1000)" in out
+    assert "teacher CLIP embed_dim 768" in out
