@@ -14,9 +14,12 @@ do), ``teacher-bf16`` (only the teacher's matmul weights, as ``TRAINER.PROMPTKD.
 student and teacher image tower; ``compile-cudagraphs``: mode reduce-overhead), ``teacher-cache`` (bf16 with
 ``TRAINER.PROMPTKD.TEACHER_CACHE``: the warm-up step fills the cache, every timed step reads the teacher's
 features back from its shard file -- re-opened each step, so the timing includes a shard read that a real run
-does once per 64 steps).
+does once per 64 steps). ``one-teacher`` / ``two-teachers`` (bf16): the trainer's teacher path
+(``TeacherEnsemble.target`` + ``kl_target_loss``) with the model set's teacher alone, or with a second random
+teacher of the same architecture mixed in (``TRAINER.PROMPTKD.TEACHERS`` with two entries).
 
     python -m bench.ab --variants bf16 fp32 frozen-bf16 math-attention --classes 37 --batch 4 --iters 4
+    python -m bench.ab --variants one-teacher two-teachers --classes 37 --batch 4 --iters 4
 """
 
 from __future__ import annotations
@@ -42,8 +45,16 @@ from bench.common import (
     synchronize,
     write_bench_json,
 )
-from bench.distill import DistillSetup, PhaseClock, build_models, step_flops, train_step
-from trainers.common import TeacherCache, TeacherView
+from bench.distill import (
+    DistillModels,
+    DistillSetup,
+    PhaseClock,
+    backward_and_step,
+    build_models,
+    step_flops,
+    train_step,
+)
+from trainers.common import FrozenTeacher, TeacherCache, TeacherEnsemble, TeacherView, kl_target_loss
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "bf16": {"prec": "bf16"},
@@ -55,6 +66,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "compile": {"prec": "bf16", "compile": "default"},
     "compile-cudagraphs": {"prec": "bf16", "compile": "reduce-overhead"},
     "teacher-cache": {"prec": "bf16", "teacher_cache": True},
+    "one-teacher": {"prec": "bf16", "teachers": 1},
+    "two-teachers": {"prec": "bf16", "teachers": 2},
 }
 
 
@@ -68,6 +81,30 @@ def _matmul_tf32(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def teacher_ensemble(models: DistillModels, count: int) -> TeacherEnsemble:
+    """The model set's teacher (its stored ``W``) and ``count - 1`` more random ones, as the trainer holds them."""
+    teachers = []
+    for k in range(count):
+        source = models if k == 0 else build_models(models.setup, models.n_classes)  # its own teacher and W
+        names = [f"class {i}" for i in range(models.n_classes)]
+        features = source.student.text_features
+        teachers.append(FrozenTeacher(source.teacher.image_encoder, source.teacher_logit_scale, features, names,
+                                      f"bench teacher {k + 1}", runs=1))  # fmt: skip
+    return TeacherEnsemble(teachers)
+
+
+def ensemble_step(models: DistillModels, ensemble: TeacherEnsemble, image: torch.Tensor, clock: PhaseClock) -> None:
+    """``PromptKD.forward_backward``'s body: the teachers' mixed target, the student's KD loss, the SGD step."""
+    precision = models.setup.precision
+    with clock.phase("teacher_image"):
+        target = ensemble.target(image, 1.0, precision.autocast)
+    with clock.phase("student_fwd_bwd"):
+        with precision.autocast():
+            student_logits = models.student_forward(image)
+        loss = models.setup.kd_weight * kl_target_loss(student_logits, target, 1.0)
+    backward_and_step(models, loss, clock)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -93,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     device = resolve_device(args.device)
     teacher, student = get_arch(args.teacher), get_arch(args.student)
-    models, attention, tf32, caches = {}, {}, {}, {}
+    models, attention, tf32, caches, ensembles = {}, {}, {}, {}, {}
     cache_dir = tempfile.TemporaryDirectory(prefix="bench-teacher-cache-")
     for name in args.variants:
         spec = VARIANTS[name]
@@ -106,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         tf32[name] = bool(spec.get("tf32", False))
         if spec.get("teacher_cache"):
             caches[name] = TeacherCache(cache_dir.name, "0" * 64)
+        if spec.get("teachers"):
+            ensembles[name] = teacher_ensemble(models[name], spec["teachers"])
     res = student.image_resolution
     image = torch.randn(args.batch, 3, res, res, device=device)
     clock = PhaseClock(device, split=False)
@@ -121,7 +160,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         with backend, _matmul_tf32(tf32[name]):
             synchronize(device)
             start = time.perf_counter()
-            train_step(models[name], image, False, clock, cache, view)
+            if name in ensembles:
+                ensemble_step(models[name], ensembles[name], image, clock)
+            else:
+                train_step(models[name], image, False, clock, cache, view)
             synchronize(device)
             return time.perf_counter() - start
 

@@ -260,6 +260,12 @@ def train_step(
         with precision.autocast():
             student_logits = models.student_forward(image)
         loss = models.setup.kd_weight * kl_logit_loss(student_logits, teacher_logits, 1.0)
+    return backward_and_step(models, loss, clock)
+
+
+def backward_and_step(models: DistillModels, loss: torch.Tensor, clock: PhaseClock) -> torch.Tensor:
+    """The student's backward (timed with its forward) and the optimiser step, through the GradScaler if any."""
+    with clock.phase("student_fwd_bwd"):
         models.optimizer.zero_grad(set_to_none=True)
         (models.grad_scaler.scale(loss) if models.grad_scaler else loss).backward()
     with clock.phase("optimizer"):

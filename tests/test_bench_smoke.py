@@ -144,3 +144,16 @@ def test_ab_interleaves_variants_and_reports_speedup_vs_the_first(capsys):
     assert "teacher-cache: teacher cache: 2 hits, 1 misses" in out  # warm-up filled it, the timed steps read it
     with pytest.raises(SystemExit):
         ab.main(["--variants", "bf16", "fp8"])
+
+
+def test_ab_times_a_two_teacher_ensemble_against_one_teacher(capsys):
+    rows = ab.main(["--variants", "one-teacher", "two-teachers", "--iters", "2", "--classes", "3"])
+    assert [r["variant"] for r in rows] == ["one-teacher", "two-teachers"]
+    assert all(len(r["runs_s"]) == 2 and r["step_s"] > 0 for r in rows)
+    assert "speed-up vs one-teacher" in capsys.readouterr().out
+    models = ab.build_models(ab.DistillSetup(ab.get_arch("tiny-teacher"), ab.get_arch("tiny-student"),
+                                             torch.device("cpu")), 3)  # fmt: skip
+    ensemble = ab.teacher_ensemble(models, 2)
+    assert len(ensemble) == 2 and ensemble.weights == (0.5, 0.5)
+    assert ensemble.first.image_encoder is models.teacher.image_encoder  # the model set's own teacher first
+    assert ensemble.teachers[1].image_encoder is not models.teacher.image_encoder
