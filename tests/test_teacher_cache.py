@@ -22,9 +22,9 @@ FINGERPRINT = "ab" * 32
 class Teacher:
     """A deterministic stand-in for a tower: features from the pixels, counting its runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, pixels: int = 3 * 4 * 4) -> None:
         self.runs = 0
-        self.weight = torch.randn(3 * 4 * 4, 6, generator=torch.Generator().manual_seed(0))
+        self.weight = torch.randn(pixels, 6, generator=torch.Generator().manual_seed(0))
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         self.runs += 1
@@ -93,6 +93,27 @@ def test_probe_sees_one_changed_pixel():
     changed[1, 2, 5, 3] += 1e-3
     assert not torch.equal(batch_probe(image), batch_probe(changed))
     assert torch.equal(batch_probe(image), batch_probe(image.clone()))
+
+
+def _picture_on_plain_background() -> torch.Tensor:
+    """A 32x32 picture whose object sits in the bottom-left corner, away from every sampled probe point."""
+    image = torch.full((1, 3, 32, 32), 0.5)
+    image[0, :, 28:31, 2:8] = torch.randint(0, 256, (3, 3, 6), generator=torch.Generator().manual_seed(0)) / 255
+    return (image - 0.45) / 0.27
+
+
+@pytest.mark.parametrize("dim", [-1, -2], ids=["horizontal", "vertical"])
+def test_flipped_view_is_a_miss(tmp_path, dim):
+    image = _picture_on_plain_background()
+    flipped = image.flip(dim)
+    assert not torch.equal(image, flipped)
+    assert not torch.equal(batch_probe(image), batch_probe(flipped))
+    teacher = Teacher(3 * 32 * 32)
+    run_epoch(TeacherCache(str(tmp_path), FINGERPRINT), teacher, [image])
+    cache = TeacherCache(str(tmp_path), FINGERPRINT)
+    (got,) = run_epoch(cache, teacher, [flipped])
+    assert (cache.hits, cache.misses, cache.changed) == (0, 1, 1)
+    assert torch.equal(got, teacher(flipped)) and not torch.equal(got, teacher(image))
 
 
 def _truncate(path):

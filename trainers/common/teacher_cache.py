@@ -11,10 +11,10 @@ Correctness before speed -- a cache never gives a wrong result:
 * The directory is named by a fingerprint of everything that decides the views or the teacher's answer (teacher
   weights and class features, seed, input/loader/dataset config, epochs, precision, device type, world size and
   rank, cache dtype, torch version, the list of training items). A change of any of these is a new directory.
-* Each batch also carries a probe of its input pixels (:func:`batch_probe`: a few sampled pixel values and each
-  image's sum). A batch whose probe differs from the stored one is a miss, recomputed and stored again; so a view
-  that changed for a reason the fingerprint does not see (another component drawing from the same RNG) is
-  recomputed too.
+* Each batch also carries a probe of its input pixels (:func:`batch_probe`: a few sampled pixel values, each
+  image's sum and its row- and column-weighted sums, so a flipped view differs too). A batch whose probe differs
+  from the stored one is a miss, recomputed and stored again; so a view that changed for a reason the fingerprint
+  does not see (another component drawing from the same RNG) is recomputed too.
 * Shards are written atomically (a kill leaves the previous file or the complete new one), carry their fingerprint
   and a SHA-256 of their contents, and are read with ``weights_only=True``. A truncated, altered, foreign or
   unreadable shard is logged, its batches recomputed and the shard rewritten.
@@ -25,9 +25,9 @@ Layout: ``<dir>/<fingerprint[:32]>/teacher<k>/epoch<e>-shard<s>.pt``, :data:`SHA
 A partly filled cache (a killed run) is completed by the next run: missing batches are misses, and the shard they
 belong to is rewritten with old and new batches together.
 
-Storage per view is ``E * 4`` bytes in fp32 (``E * 2`` in fp16) plus a 72-byte probe (9 fp64 values), e.g.
-3,144 bytes per view for a ViT-L/14 teacher (``E = 768``) in fp32 or 1,608 bytes in fp16. A 1.28M-image ImageNet
-run of 20 epochs stores 25.6M views: about 80 GB in fp32, 41 GB in fp16.
+Storage per view is ``E * 4`` bytes in fp32 (``E * 2`` in fp16) plus an 88-byte probe (11 fp64 values), e.g.
+3,160 bytes per view for a ViT-L/14 teacher (``E = 768``) in fp32 or 1,624 bytes in fp16. A 1.28M-image ImageNet
+run of 20 epochs stores 25.6M views: about 81 GB in fp32, 42 GB in fp16.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 SHARD_BATCHES = 64  # batches per shard file: one file per ~64 steps, a few MB at batch 8, ~50 MB at batch 256
 PROBE_POINTS = 8  # sampled pixel values per image in a batch probe (+ the image's sum)
 CACHE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-_FORMAT = 1
+_FORMAT = 2  # 2: probes with the row- and column-weighted sums
 
 
 class TeacherView(NamedTuple):
@@ -84,13 +84,23 @@ def tensor_fingerprint(tensors: Iterable[tuple[str, torch.Tensor]], settings: Ma
 
 
 def batch_probe(image: torch.Tensor) -> torch.Tensor:
-    """``[B, PROBE_POINTS + 1]`` fp64 on the CPU: pixel values at fixed positions spread over each image, and the
-    image's sum. Cheap (a gather and a sum, no copy of the batch) and different for any other augmented view."""
-    flat = image.detach().reshape(image.shape[0], -1)
+    """``[B, PROBE_POINTS + 3]`` fp64 on the CPU: pixel values at fixed positions spread over each image, the
+    image's sum, and its sums weighted by column and by row index.
+
+    Cheap (a gather and two reductions, no copy of the batch) and different for any other augmented view. The
+    weighted sums are what tells a flipped view apart: a horizontal or vertical flip keeps the sum, and on an image
+    whose background is uniform where the points are sampled, the points too.
+    """
+    image = image.detach()
+    flat = image.reshape(image.shape[0], -1)
     positions = torch.linspace(0, flat.shape[1] - 1, PROBE_POINTS, device=flat.device).long()
     points = flat[:, positions].double()
-    sums = flat.sum(dim=1, keepdim=True, dtype=torch.float64)
-    return torch.cat([points, sums], dim=1).cpu()
+    columns = image.sum(dim=tuple(range(1, image.dim() - 1)), dtype=torch.float64)  # [B, W]
+    rows = image.sum(dim=(*range(1, image.dim() - 2), image.dim() - 1), dtype=torch.float64)  # [B, H]
+    sums = columns.sum(dim=1, keepdim=True)
+    by_column = columns @ torch.arange(1, columns.shape[1] + 1, dtype=torch.float64, device=flat.device)
+    by_row = rows @ torch.arange(1, rows.shape[1] + 1, dtype=torch.float64, device=flat.device)
+    return torch.cat([points, sums, by_column[:, None], by_row[:, None]], dim=1).cpu()
 
 
 def _checksum(batch_ids: list[int], features: list[torch.Tensor], probes: list[torch.Tensor]) -> str:
