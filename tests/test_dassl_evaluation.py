@@ -1,4 +1,4 @@
-"""dassl.metrics and dassl.evaluation: top-k accuracy (check 8), distances, the Classification result block."""
+"""dassl.metrics and dassl.evaluation: top-k accuracy (k > 1 included), distances, the Classification result block."""
 
 import os
 

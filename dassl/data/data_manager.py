@@ -233,58 +233,41 @@ class DataManager:
             tfm_test = custom_tfm_test
 
         dl = cfg.DATALOADER
-        train_loader_x = None  # a dataset of unlabeled images and a class list may have no labeled training images
-        if dataset.train_x:
-            train_loader_x = build_data_loader(
+
+        def train_loader(source: list, node: Any) -> DataLoader | None:
+            if not source:
+                return None
+            return build_data_loader(
                 cfg,
-                sampler_type=dl.TRAIN_X.SAMPLER,
-                data_source=dataset.train_x,
-                batch_size=dl.TRAIN_X.BATCH_SIZE,
-                n_domain=dl.TRAIN_X.N_DOMAIN,
-                n_ins=dl.TRAIN_X.N_INS,
+                sampler_type=node.SAMPLER,
+                data_source=source,
+                batch_size=node.BATCH_SIZE,
+                n_domain=node.N_DOMAIN,
+                n_ins=node.N_INS,
                 tfm=tfm_train,
                 is_train=True,
                 dataset_wrapper=dataset_wrapper,
             )
 
-        train_loader_u = None
-        if dataset.train_u:
-            u = dl.TRAIN_X if dl.TRAIN_U.SAME_AS_X else dl.TRAIN_U
-            train_loader_u = build_data_loader(
-                cfg,
-                sampler_type=u.SAMPLER,
-                data_source=dataset.train_u,
-                batch_size=u.BATCH_SIZE,
-                n_domain=u.N_DOMAIN,
-                n_ins=u.N_INS,
-                tfm=tfm_train,
-                is_train=True,
-                dataset_wrapper=dataset_wrapper,
-            )
-
-        val_loader = None
-        if dataset.val:
-            val_loader = build_data_loader(
+        def eval_loader(source: list | None) -> DataLoader | None:
+            if not source:
+                return None
+            return build_data_loader(
                 cfg,
                 sampler_type=dl.TEST.SAMPLER,
-                data_source=dataset.val,
+                data_source=source,
                 batch_size=dl.TEST.BATCH_SIZE,
                 tfm=tfm_test,
                 is_train=False,
                 dataset_wrapper=dataset_wrapper,
             )
 
-        test_loader = None  # a dataset without test images: training still runs, nothing is evaluated
-        if dataset.test:
-            test_loader = build_data_loader(
-                cfg,
-                sampler_type=dl.TEST.SAMPLER,
-                data_source=dataset.test,
-                batch_size=dl.TEST.BATCH_SIZE,
-                tfm=tfm_test,
-                is_train=False,
-                dataset_wrapper=dataset_wrapper,
-            )
+        # Each loader exists only when its list is non-empty: a dataset of unlabeled images and a class list may
+        # have no labeled training images, and without test images training still runs and nothing is evaluated.
+        train_loader_x = train_loader(dataset.train_x, dl.TRAIN_X)
+        train_loader_u = train_loader(dataset.train_u, dl.TRAIN_X if dl.TRAIN_U.SAME_AS_X else dl.TRAIN_U)
+        val_loader = eval_loader(dataset.val)
+        test_loader = eval_loader(dataset.test)
 
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
