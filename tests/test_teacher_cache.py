@@ -218,7 +218,7 @@ def test_fp16_cache_fill_and_hit_runs_agree(trainer_env, tmp_path, kd_step_losse
     assert torch.load(shard, weights_only=True)["features"][0].dtype == torch.float16
 
 
-def test_changed_seed_transform_or_teacher_misses(trainer_env, tmp_path, kd_step_losses):
+def test_changed_seed_transform_teacher_or_compiler_misses(trainer_env, tmp_path, kd_step_losses):
     cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
     _, _, fill = distil_zero_shot(trainer_env, tmp_path / "fill", kd_step_losses, *cache)
     other_teacher = tmp_path / "other-teacher.pt"
@@ -227,6 +227,7 @@ def test_changed_seed_transform_or_teacher_misses(trainer_env, tmp_path, kd_step
         "seed": ((), ("--seed", "2")),
         "transform": (("INPUT.TRANSFORMS", "['random_resized_crop', 'normalize']"), ()),
         "teacher": (("TRAINER.PROMPTKD.TEACHER_CLIP", str(other_teacher)), ()),
+        "compiled": (("TRAIN.COMPILE", "default", "TRAIN.COMPILE_BACKEND", "aot_eager"), ()),  # other last bits
     }
     directories = {fill.teacher_cache.directory}
     for name, (change, flags) in changes.items():

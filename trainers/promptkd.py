@@ -244,7 +244,8 @@ def check_teacher_cache_keys(node: CN) -> None:
 
 
 def teacher_cache_settings(trainer: PromptKD) -> dict:
-    """Everything besides the teachers' weights that decides the training views or the teachers' answers."""
+    """Everything besides the teachers' weights that decides the training views or the teachers' answers (the
+    compiler and CUDA's TF32 math change the features in their last bits)."""
     cfg = trainer.cfg
     return {
         "seed": cfg.SEED,
@@ -254,12 +255,22 @@ def teacher_cache_settings(trainer: PromptKD) -> dict:
         "max_epoch": cfg.OPTIM.MAX_EPOCH,
         "precision": trainer.get_precision_name(),
         "device": trainer.device.type,
+        "fp32_math": fp32_math_settings(trainer.device),
+        "compile": [cfg.TRAIN.COMPILE, cfg.TRAIN.COMPILE_BACKEND] if cfg.TRAIN.COMPILE else "",
         "world_size": get_world_size(),
         "rank": get_rank(),  # each rank sees its own share of the views: per-rank caches under DDP
         "dtype": cfg.TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE,
         "torch": torch.__version__,
         "train_items": [(item.impath, item.label) for item in trainer.train_loader_x.dataset.data_source],
     }
+
+
+def fp32_math_settings(device: torch.device) -> list | None:
+    """How CUDA computes fp32 matmuls and convolutions (TF32 or full fp32, ``TRAIN.TF32``), which changes a
+    teacher's features; None on other devices, which have one fp32 math."""
+    if device.type != "cuda":
+        return None
+    return [torch.get_float32_matmul_precision(), bool(torch.backends.cudnn.allow_tf32)]
 
 
 def teacher_tensors(teachers: TeacherEnsemble) -> Iterator[tuple[str, torch.Tensor]]:
