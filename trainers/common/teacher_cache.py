@@ -10,7 +10,8 @@ Correctness before speed -- a cache never gives a wrong result:
 
 * The directory is named by a fingerprint of everything that decides the views or the teacher's answer (teacher
   weights and class features, seed, input/loader/dataset config, epochs, precision, device type, CUDA's fp32 math
-  (TF32 or not), the compiler, world size and rank, cache dtype, torch version, the list of training items). A change of any of these is a new directory.
+  (TF32 or not), the compiler, world size and rank, cache dtype, torch version, the list of training items). A
+  change of any of these is a new directory.
 * Each batch also carries a probe of its input pixels (:func:`batch_probe`: a few sampled pixel values, each
   image's sum and its row- and column-weighted sums, so a flipped view differs too). A batch whose probe differs
   from the stored one is a miss, recomputed and stored again; so a view that changed for a reason the fingerprint
