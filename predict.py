@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -32,6 +32,10 @@ from tqdm import tqdm
 from dassl.error_boundary import run_with_error_boundary
 from dassl.errors import ConfigError, ImageFileError, InputFileError, OutputDirError, UserError
 from dassl.utils import atomic_write, git_commit
+
+if TYPE_CHECKING:
+    from dassl.engine import TrainerBase
+    from trainers.common.trained_run import TrainedRun
 
 logger = logging.getLogger("predict")
 
@@ -84,6 +88,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def check_writable(path: str, flag: str) -> None:
+    """An output file's place is checked before any model is built, so a bad path costs no model load."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise OutputDirError("the output is a folder", f"{flag} {path}", "name a file")
@@ -168,7 +173,7 @@ class Predictor:
         return rows
 
 
-def predictor_from_run(args: argparse.Namespace):
+def predictor_from_run(args: argparse.Namespace) -> tuple[Predictor, TrainerBase, TrainedRun]:
     """(predictor, trainer, run) rebuilt from ``--model-dir`` (engine console lines go to stderr)."""
     from dassl.engine import resolve_precision
     from trainers.common.inference import eval_transform
@@ -190,6 +195,7 @@ def predictor_from_run(args: argparse.Namespace):
 
 
 def predictor_from_export(args: argparse.Namespace) -> Predictor:
+    """The predictor of an exported file (``--model``): its own preprocessing and precision, no run folder."""
     from dassl.engine import resolve_precision
     from trainers.common.inference import load_exported_model
     from trainers.common.trained_run import select_device
@@ -213,6 +219,7 @@ def predictor_from_export(args: argparse.Namespace) -> Predictor:
 
 
 def export_run(args: argparse.Namespace) -> str:
+    """Write the run's inference model to ``--export`` with where it came from (config hash, commit, epoch)."""
     from trainers.common.inference import export_model
 
     predictor, trainer, run = predictor_from_run(args)
@@ -232,6 +239,7 @@ def export_run(args: argparse.Namespace) -> str:
 
 
 def write_results(paths: Sequence[str], rows: list[list[tuple]], output: str, topk: int) -> None:
+    """``--output`` as CSV (one column pair per rank) or JSON lines, written atomically (never half a file)."""
     if output.lower().endswith(".csv"):
         header = ["path", "label", "probability"]
         for k in range(2, topk + 1):
@@ -250,6 +258,7 @@ def write_results(paths: Sequence[str], rows: list[list[tuple]], output: str, to
 
 
 def format_table(paths: Sequence[str], rows: list[list[tuple]]) -> str:
+    """The stdout table without ``--output``: path, the top labels and their probabilities, aligned."""
     header = ["path", "label", "probability"]
     lines = [[path, " | ".join(label for label, _ in row), " | ".join(f"{p:.4f}" for _, p in row)]
              for path, row in zip(paths, rows, strict=True)]  # fmt: skip

@@ -194,6 +194,7 @@ class TeacherCache:
 
     # ------------------------------------------------------------------ files
     def shard_path(self, teacher: int, epoch: int, shard: int) -> str:
+        """The file of teacher ``teacher``'s shard ``shard`` of epoch ``epoch``."""
         return osp.join(self.directory, f"teacher{teacher}", f"epoch{epoch}-shard{shard}.pt")
 
     def _read(self, teacher: int, key: tuple[int, int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -256,6 +257,7 @@ class TeacherCache:
 
     # ------------------------------------------------------------------ reporting
     def size_bytes(self) -> int:
+        """Bytes on disk of this fingerprint's shards (all teachers), for the summary line."""
         total = 0
         for folder, _, files in os.walk(self.directory):
             total += sum(osp.getsize(osp.join(folder, name)) for name in files if name.endswith(".pt"))

@@ -18,7 +18,7 @@ import torch
 from yacs.config import CfgNode
 
 from dassl.config import apply_cfg_defaults, get_cfg_default
-from dassl.engine import TRAINER_REGISTRY
+from dassl.engine import TRAINER_REGISTRY, TrainerBase
 from dassl.engine.run_classnames import CLASSNAMES_FILE, read_classnames_file
 from dassl.errors import CheckpointError, ConfigError, InputFileError
 
@@ -56,6 +56,7 @@ class TrainedRun:
 
     @property
     def config_sha256(self) -> str:
+        """SHA-256 of the run's ``config.yaml`` as written, recorded in an export's provenance."""
         return hashlib.sha256(self.config_text.encode("utf-8")).hexdigest()
 
 
@@ -115,7 +116,7 @@ def select_device(device: str) -> bool:
 
 def build_trained_trainer(
     run: TrainedRun, classnames: Sequence[str], load_epoch: int | None = None, device: str = "auto"
-):
+) -> TrainerBase:
     """The run's trainer in prediction mode with its trained weights loaded (the engine's file rule:
     ``--load-epoch N`` or the checkpoint the run's ``checkpoint`` pointer names)."""
     cfg = run.cfg.clone()
