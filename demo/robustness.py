@@ -23,8 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from dassl.base_novel import harmonic_mean
 from dassl.error_boundary import run_with_error_boundary
-from reporting.stats import harmonic_mean
 
 from .config import REPO_ROOT
 

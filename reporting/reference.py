@@ -16,9 +16,9 @@ import difflib
 import json
 import logging
 
+from dassl.base_novel import harmonic_mean
 from dassl.errors import FileContentError, InputFileError
 from reporting.datasets import canonical_dataset
-from reporting.stats import harmonic_mean
 from reporting.tables import Table
 
 logger = logging.getLogger(__name__)

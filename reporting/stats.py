@@ -1,4 +1,4 @@
-"""Mean and spread over seeds, and the harmonic mean of base and novel accuracy."""
+"""Mean and spread over seeds (the base/novel harmonic mean is dassl.base_novel.harmonic_mean)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,3 @@ def summarize(values: list[float], ci95: bool, expected: int | None = None) -> S
         return None
     partial = expected is not None and len(values) < expected
     return Stat(sum(values) / len(values), spread_of(values, ci95), len(values), tuple(values), partial)
-
-
-def harmonic_mean(base: float, novel: float) -> float:
-    """HM = 2·B·N / (B + N), the base-to-novel summary of CoCoOp and PromptKD Table 1 (0 when both are 0)."""
-    return 0.0 if base + novel == 0 else 2.0 * base * novel / (base + novel)

@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dassl.base_novel import harmonic_mean
 from reporting.datasets import dataset_label, dataset_sort_key, same_dataset
 from reporting.runs import Run
-from reporting.stats import Stat, harmonic_mean, spread_of, summarize
+from reporting.stats import Stat, spread_of, summarize
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import clip
+from dassl.base_novel import harmonic_mean
 from dassl.data.datasets import DATASET_REGISTRY
 from datasets.common import subsample_classes
 from demo.config import ALLOWED_RUN_KEYS, load_preset
@@ -26,7 +27,6 @@ from demo.pretrain import (
 )
 from demo.robustness import KD_LOSS_RATIO_MAX, STUDENT_TEACHER_HM_MIN, learned, markdown_table, record_of, summarise
 from demo.shapes import class_list, write_caltech_layout
-from reporting.stats import harmonic_mean
 from tests.helpers import dataset_fixtures as fx
 
 TINY = PretrainSettings(

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from tqdm import tqdm
 
+from dassl.base_novel import harmonic_mean
 from dassl.data.datasets import base_new_labels
 from dassl.engine import distributed as ddp
 from dassl.engine.results_log import RESULTS_FILE, append_result_line, build_result_record
@@ -99,7 +100,7 @@ def evaluate_class_subsets(trainer, subsets: Mapping[str, Sequence[int]], split:
 
 def report_base_novel(trainer, base: float, novel: float) -> float:
     """Print upstream's base-to-novel block and append the ``summary`` record; returns the harmonic mean."""
-    hm = 2 * base * novel / (base + novel) if base + novel > 0 else 0.0
+    hm = harmonic_mean(base, novel)
     print("=> base-to-novel result")
     print(f"* base_accuracy: {base:.1f}%")
     print(f"* novel_accuracy: {novel:.1f}%")
