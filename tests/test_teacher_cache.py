@@ -239,6 +239,24 @@ def test_changed_seed_transform_teacher_or_compiler_misses(trainer_env, tmp_path
     assert again.teacher_cache.misses == 0  # the other runs' folders left the first one intact
 
 
+def test_longer_run_reads_the_shorter_runs_epochs_and_a_deeper_student_misses(trainer_env, tmp_path, kd_step_losses):
+    cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
+    three_epochs = ("OPTIM.MAX_EPOCH", "3")
+    plain_losses, plain_acc, _ = distil_zero_shot(trainer_env, tmp_path / "plain", kd_step_losses, *three_epochs)
+    _, _, fill = distil_zero_shot(trainer_env, tmp_path / "fill", kd_step_losses, *cache)  # 2 epochs
+    losses, acc, longer = distil_zero_shot(trainer_env, tmp_path / "longer", kd_step_losses, *cache, *three_epochs)
+    steps = fill.num_batches
+    assert (longer.teacher_cache.hits, longer.teacher_cache.misses) == (2 * steps, steps)
+    assert longer.teacher_cache.directory == fill.teacher_cache.directory
+    assert losses == plain_losses and acc == plain_acc
+    # A student with other prompt depth draws its initial values differently: other views, recomputed.
+    depth = ("TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "1")
+    deeper_plain, _, _ = distil_zero_shot(trainer_env, tmp_path / "depth-plain", kd_step_losses, *depth)
+    deeper, _, run = distil_zero_shot(trainer_env, tmp_path / "depth", kd_step_losses, *cache, *depth)
+    assert run.teacher_cache.hits == 0 and run.teacher_cache.changed == run.teacher_cache.misses == 2 * steps
+    assert deeper == deeper_plain
+
+
 def test_cache_killed_mid_fill_is_completed_by_the_next_run(trainer_env, tmp_path, kd_step_losses, monkeypatch):
     cache = ("TRAINER.PROMPTKD.TEACHER_CACHE", str(tmp_path / "cache"))
     plain_losses, _, _ = distil_zero_shot(trainer_env, tmp_path / "plain", kd_step_losses)

@@ -26,11 +26,11 @@ Without a teacher file the trainer still builds the student (for ``--eval-only -
 
 ``TEACHER_CACHE DIR``: the first run stores each teacher's image features of every training view under ``DIR``
 (``TEACHER_CACHE_DTYPE`` fp32, or fp16 for half the storage); a later run with the same views (same teachers,
-dataset, seed, transforms, loader, epochs, precision) reads them and skips the teachers' image towers, with the
-losses of an uncached run (``trainers.common.teacher_cache``). The end of training logs
-``teacher cache: N hits, M misses (X MiB in DIR)``. ``TEACHER_AUTOCAST_WEIGHTS`` (bf16/fp16 runs) keeps the
-teachers' matmul weights in the autocast dtype: no per-step casts, the same losses. ``TRAIN.COMPILE`` compiles the
-student's training forward and the teachers' image towers.
+dataset, seed, transforms, loader, precision and student initialisation; a longer run reads the shorter one's
+epochs) reads them and skips the teachers' image towers, with the losses of an uncached run
+(``trainers.common.teacher_cache``). The end of training logs ``teacher cache: N hits, M misses (X MiB in DIR)``.
+``TEACHER_AUTOCAST_WEIGHTS`` (bf16/fp16 runs) keeps the teachers' matmul weights in the autocast dtype: no per-step
+casts, the same losses. ``TRAIN.COMPILE`` compiles the student's training forward and the teachers' image towers.
 
 ``TRAINER.MODAL base2novel``: distils on all classes' training images; the final evaluation scores the base
 classes (first ``ceil(C/2)``) and the novel classes of the test split and their harmonic mean
@@ -252,7 +252,6 @@ def teacher_cache_settings(trainer: PromptKD) -> dict:
         "input": cfg.INPUT.dump(),
         "dataloader": cfg.DATALOADER.dump(),
         "dataset": cfg.DATASET.dump(),
-        "max_epoch": cfg.OPTIM.MAX_EPOCH,
         "precision": trainer.get_precision_name(),
         "device": trainer.device.type,
         "fp32_math": fp32_math_settings(trainer.device),

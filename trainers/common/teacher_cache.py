@@ -1,15 +1,18 @@
 """Teacher output cache: a distillation run stores what each frozen teacher produced for every training view, and
 a later run with the same views reads it back instead of running the teacher's image tower.
 
-Researchers sweep the KD weight, temperature, epochs or prompt depth with one teacher, one dataset and one seed;
-every such run sees exactly the same augmented batches, and the teacher (a ViT-L/14, most of a step's time) gives
-exactly the same answer on them. What is stored per view is the teacher's L2-normalised image feature ``[E]``; the
-logits ``s * f @ W^T`` are recomputed from it (a matmul), so the cache holds no class-count-sized data.
+Researchers sweep the KD weight, temperature, learning rate or epochs with one teacher, one dataset and one seed;
+every such run sees exactly the same augmented batches (a longer run the shorter one's, then more), and the teacher
+(a ViT-L/14, most of a step's time) gives exactly the same answer on them. A change that draws the student's initial
+values differently from the run's generators (its prompt depth or design) shifts every later random draw: such a run
+sees other views and misses throughout (its batches are recomputed, correctly). What is stored per view is the
+teacher's L2-normalised image feature ``[E]``; the logits ``s * f @ W^T`` are recomputed from it (a matmul), so the
+cache holds no class-count-sized data.
 
 Correctness before speed -- a cache never gives a wrong result:
 
 * The directory is named by a fingerprint of everything that decides the views or the teacher's answer (teacher
-  weights and class features, seed, input/loader/dataset config, epochs, precision, device type, CUDA's fp32 math
+  weights and class features, seed, input/loader/dataset config, precision, device type, CUDA's fp32 math
   (TF32 or not), the compiler, world size and rank, cache dtype, torch version, the list of training items). A
   change of any of these is a new directory.
 * Each batch also carries a probe of its input pixels (:func:`batch_probe`: a few sampled pixel values, each
