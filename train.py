@@ -27,7 +27,14 @@ from dassl.engine.distributed import env_rank
 from dassl.engine.run_classnames import write_run_classnames
 from dassl.error_boundary import run_with_error_boundary
 from dassl.errors import CheckpointError, ConfigError, OutputDirError, UserError
-from dassl.utils import Logger, atomic_copy_file, atomic_write_text, set_random_seed, setup_logger
+from dassl.utils import (
+    Logger,
+    atomic_copy_file,
+    atomic_write_text,
+    folder_creation_problem,
+    set_random_seed,
+    setup_logger,
+)
 
 logger = logging.getLogger("train")
 
@@ -185,19 +192,18 @@ def check_cfg(cfg, args: argparse.Namespace) -> None:
 
 def check_output_dir(path: str) -> None:
     """``OutputDirError`` unless ``path`` is a writable folder or can be created (checked without writing)."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OutputDirError("OUTPUT_DIR is not a folder", path, "remove the file or choose another --output-dir")
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
+    problem = folder_creation_problem(path)
+    if problem is None:
+        return
+    kind, where = problem
+    if kind == "not a folder":
+        raise OutputDirError("OUTPUT_DIR is not a folder", where, "remove the file or choose another --output-dir")
+    if kind == "a file is in the way":
         raise OutputDirError(
-            "OUTPUT_DIR cannot be created: a file is in the way", existing, "remove it or choose another --output-dir"
+            "OUTPUT_DIR cannot be created: a file is in the way", where, "remove it or choose another --output-dir"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "OUTPUT_DIR is not writable" if existing == path else "OUTPUT_DIR cannot be created (no permission)"
-        raise OutputDirError(what, existing, "fix its permissions or choose another --output-dir")
+    what = "OUTPUT_DIR is not writable" if kind == "not writable" else "OUTPUT_DIR cannot be created (no permission)"
+    raise OutputDirError(what, where, "fix its permissions or choose another --output-dir")
 
 
 def print_args(args: argparse.Namespace, cfg) -> None:

@@ -290,6 +290,9 @@ def test_cache_settings_are_checked_before_anything_is_written(trainer_env, tmp_
         distil_zero_shot(trainer_env, tmp_path / "a", kd_step_losses, "TRAINER.PROMPTKD.TEACHER_CACHE_DTYPE", "bf16")
     with pytest.raises(ConfigError, match="is a file"):
         distil_zero_shot(trainer_env, tmp_path / "b", kd_step_losses, "TRAINER.PROMPTKD.TEACHER_CACHE", str(a_file))
+    below_a_file = str(a_file / "cache")  # failed at the first shard write, after an epoch of training
+    with pytest.raises(ConfigError, match="a file is in the way"):
+        distil_zero_shot(trainer_env, tmp_path / "c", kd_step_losses, "TRAINER.PROMPTKD.TEACHER_CACHE", below_a_file)
     assert a_file.read_text() == "x" and kd_step_losses == []
 
 

@@ -59,6 +59,7 @@ from dassl.engine.evaluation import no_test_images
 from dassl.engine.rng_state import preserved_rng_state
 from dassl.engine.run_classnames import CLASSNAMES_FILE, read_classnames_file
 from dassl.errors import CheckpointMismatchError, ConfigError, InputFileError
+from dassl.utils import folder_creation_problem
 from dassl.utils.checkpoint_files import strip_module_prefix
 from dassl.utils.process_group import get_rank, get_world_size
 
@@ -235,11 +236,14 @@ def check_teacher_cache_keys(node: CN) -> None:
             f"use one of {list(CACHE_DTYPES)} (fp32 gives the losses of an uncached run, fp16 half the storage)",
         )
     folder = str(node.TEACHER_CACHE).strip()
-    if folder and osp.exists(folder) and not osp.isdir(folder):
+    problem = folder_creation_problem(folder) if folder else None
+    if problem is not None:  # found now, not at the first shard written after an epoch of training
+        kind, where = problem
+        what = "is a file" if kind == "not a folder" else f"cannot be used ({kind}: {where})"
         raise ConfigError(
-            f"TRAINER.PROMPTKD.TEACHER_CACHE={folder!r} is a file",
+            f"TRAINER.PROMPTKD.TEACHER_CACHE={folder!r} {what}",
             "config",
-            "give a folder (created when missing), or '' to run without the teacher cache",
+            "give a folder you can write (created when missing), or '' to run without the teacher cache",
         )
 
 

@@ -29,6 +29,7 @@ from .atomic import atomic_write, write_json_atomic
 
 __all__ = [
     "mkdir_if_missing",
+    "folder_creation_problem",
     "check_isfile",
     "read_json",
     "write_json",
@@ -54,6 +55,26 @@ def mkdir_if_missing(dirname: str | os.PathLike) -> None:
         except OSError as e:
             if e.errno != errno.EEXIST:
                 raise
+
+
+def folder_creation_problem(path: str) -> tuple[str, str] | None:
+    """Why the folder ``path`` could not be used or created, checked without writing anything: ``(problem,
+    blocking path)`` with problem ``"not a folder"`` (``path`` is a file), ``"a file is in the way"`` (an
+    ancestor is), ``"not writable"`` or ``"no permission to create"``; None when it can be used.
+
+    Entry points call it while validating their inputs, so a bad output place fails before anything is written
+    instead of after the first epoch."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return "not a folder", path
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return "a file is in the way", existing
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return ("not writable" if existing == path else "no permission to create"), existing
+    return None
 
 
 def check_isfile(fpath: str | os.PathLike) -> bool:
