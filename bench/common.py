@@ -11,12 +11,13 @@ forward linear product, two per forward attention product; the image patch embed
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,18 +34,21 @@ __all__ = [
     "PROMPTKD_YAML",
     "REPO",
     "ClipArch",
+    "available_memory_mib",
     "bench_is_tiny",
     "build_clip",
     "build_visual",
     "device_peak_tflops",
     "format_table",
     "get_arch",
+    "interleaved_times",
     "is_out_of_memory",
     "machine_info",
     "peak_memory_mib",
     "projector_train_flops",
     "reset_peak_memory",
     "resolve_device",
+    "step_peak_mib",
     "synchronize",
     "text_forward_flops",
     "time_call",
@@ -202,10 +206,22 @@ DEVICE_PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 
+def _cpu_model_name() -> str:
+    """The CPU's model name as ``lscpu`` shows it (``/proc/cpuinfo``), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_peak_tflops(device: torch.device) -> tuple[str, float | None]:
     """``(device name, dense bf16 peak TFLOP/s or None when unknown / CPU)``."""
     if device.type != "cuda":
-        return platform.processor() or platform.machine(), None
+        return _cpu_model_name(), None
     name = torch.cuda.get_device_name(device)
     for key, peak in DEVICE_PEAK_BF16_TFLOPS:
         if key in name:
@@ -245,6 +261,73 @@ def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 1, iter
         synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_times(
+    steps: Mapping[str, Callable[[], Any]], device: torch.device, warmup: int = 1, iters: int = 3
+) -> dict[str, list[float]]:
+    """Seconds of each timed call per step name, the steps alternating (A, B, A, B, ...) after ``warmup``
+    untimed calls of each: on a machine whose load changes from minute to minute only steps timed in turn in
+    one process can be compared (take the median of each list)."""
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(iters):
+        for name, fn in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _status_kib(field: str, path: str = "/proc/self/status") -> int:
+    with open(path, encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def step_peak_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
+    """Peak memory one call of ``fn`` adds to what is resident before it, in MiB.
+
+    CUDA: the allocator's peak during the call minus the memory allocated before it. CPU (Linux): the lifetime
+    peak (``ru_maxrss``) cannot see a step that peaks below an earlier peak (model building), and freed heap pages
+    are reused without growing the resident set, so the freed pages are first returned to the kernel
+    (``malloc_trim``), the kernel's high-water mark is reset to the current resident set (``clear_refs`` 5), and
+    the result is the high-water mark after the call minus the resident set before it. None where the kernel
+    offers no such reset.
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        before = _status_kib("VmRSS")
+    except OSError:
+        return None
+    fn()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def available_memory_mib(device: torch.device) -> float | None:
+    """Memory a new allocation can still get, in MiB: free CUDA memory, or the kernel's ``MemAvailable`` on CPU
+    (None where unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] / 2**20
+    try:
+        return _status_kib("MemAvailable", "/proc/meminfo") / 1024
+    except (OSError, StopIteration):
+        return None
 
 
 def reset_peak_memory(device: torch.device) -> None:

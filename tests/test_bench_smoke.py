@@ -10,7 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import ab, dataloader, distill, evaluate, predict
+from bench import ab, dataloader, distill, evaluate, predict, proda
 from bench.common import (
     build_clip,
     build_visual,
@@ -157,3 +157,45 @@ def test_ab_times_a_two_teacher_ensemble_against_one_teacher(capsys):
     assert len(ensemble) == 2 and ensemble.weights == (0.5, 0.5)
     assert ensemble.first.image_encoder is models.teacher.image_encoder  # the model set's own teacher first
     assert ensemble.teachers[1].image_encoder is not models.teacher.image_encoder
+
+
+def test_proda_bench_times_both_methods_interleaved_and_prints_their_ratio(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    records = proda.main(["--classes", "3", "8", "--warmup", "1", "--iters", "2", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "## Training step, ProDA vs CoOp, interleaved medians" in text and "ProDA / CoOp time" in text
+    recipe = proda.ProDARecipe.from_yaml()
+    for record, classes in zip(records, (3, 8), strict=True):
+        ours, coop = record["methods"]["ProDA"], record["methods"]["CoOp"]
+        assert ours["text_sequences"] == classes * recipe.prompt_batch_size + recipe.n_prompt
+        assert coop["text_sequences"] == classes
+        assert len(ours["runs_s"]) == len(coop["runs_s"]) == 2 and min(ours["runs_s"] + coop["runs_s"]) > 0
+        assert record["time_ratio"] == ours["step_s"] / coop["step_s"]
+        assert ours["peak_mib"] > 0 and coop["peak_mib"] >= 0
+    assert json.loads(out.read_text())["records"][1]["classes"] == 8
+
+
+def test_proda_bench_steps_train_only_the_prompts():
+    torch.manual_seed(0)
+    recipe = proda.ProDARecipe.from_yaml()
+    clip_model = build_clip(get_arch("tiny-student"))
+    frozen = {k: v.clone() for k, v in clip_model.state_dict().items()}
+    precision = proda.resolve_precision("fp32", torch.device("cpu"))
+    models, steps = proda.build_steps(clip_model, 4, recipe, precision, torch.device("cpu"), batch=2)
+    for name, step in steps.items():
+        ctx = models[name].prompt_learner.ctx.detach().clone()
+        assert torch.isfinite(torch.tensor(step())), name
+        assert not torch.equal(models[name].prompt_learner.ctx, ctx), f"{name}: the step did not update the prompts"
+    assert int(models["ProDA"].prompt_learner.sampler.position) == recipe.prompt_batch_size  # one step of the cycle
+    for key, value in clip_model.state_dict().items():
+        torch.testing.assert_close(value, frozen[key], rtol=0, atol=0, msg=key)
+
+
+def test_proda_bench_skips_a_class_count_that_would_not_fit(monkeypatch, capsys):
+    monkeypatch.setattr(proda, "available_memory_mib", lambda device: 1.0)  # 1 MiB: only the first count runs
+    first, skipped = proda.main(["--classes", "3", "1000", "--warmup", "0", "--iters", "1"])
+    recipe = proda.ProDARecipe.from_yaml()
+    measured = first["methods"]["ProDA"]
+    expected = measured["peak_mib"] / measured["text_sequences"] * (1000 * recipe.prompt_batch_size + recipe.n_prompt)
+    assert skipped["error"].startswith("skipped: ProDA needs") and skipped["estimated_peak_mib"] == expected
+    assert "methods" not in skipped and "skipped" in capsys.readouterr().out
