@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -40,9 +40,9 @@ from bench.common import (
     format_machine,
     format_table,
     get_arch,
+    interleaved_times,
     machine_info,
     resolve_device,
-    synchronize,
     write_bench_json,
 )
 from bench.distill import (
@@ -148,31 +148,21 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     res = student.image_resolution
     image = torch.randn(args.batch, 3, res, res, device=device)
     clock = PhaseClock(device, split=False)
-    times: dict[str, list[float]] = {name: [] for name in models}
-
     view = TeacherView(0, 0, last=True)  # every step is the same view: filled by the warm-up, then read back
 
-    def step(name: str) -> float:
+    def step(name: str) -> None:
         backend = sdpa_kernel(SDPBackend.MATH) if attention[name] == "math" else contextlib.nullcontext()
         cache = caches.get(name)
         if cache is not None:
             cache.close()  # the next read opens the shard file again
         with backend, _matmul_tf32(tf32[name]):
-            synchronize(device)
-            start = time.perf_counter()
             if name in ensembles:
                 ensemble_step(models[name], ensembles[name], image, clock)
             else:
                 train_step(models[name], image, False, clock, cache, view)
-            synchronize(device)
-            return time.perf_counter() - start
 
-    for name in models:
-        for _ in range(args.warmup):
-            step(name)
-    for _ in range(args.iters):
-        for name in models:
-            times[name].append(step(name))
+    steps = {name: functools.partial(step, name) for name in models}
+    times = interleaved_times(steps, device, warmup=args.warmup, iters=args.iters)
     reference = statistics.median(times[args.variants[0]])
     flops = step_flops(next(iter(models.values())), args.batch, upstream=False)
     rows = []
